@@ -1,0 +1,202 @@
+"""What every check shares: trusted torch functions, failure messages, quiet calls, and guards.
+
+A check must not trust anything the student's notebook can rebind. The torch functions
+it compares with are bound here, when tutor_lib.checks is first imported (the setup cell
+of every notebook), so `torch.equal = lambda *a: True` in a later cell changes nothing;
+`verify_integrity()` also notices such a rebinding and says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import io
+import types
+import warnings
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+
+# Trusted bindings, captured at import time.
+equal = torch.equal
+allclose = torch.allclose
+isfinite = torch.isfinite
+_TRUSTED = {
+    "torch.equal": (torch, "equal", torch.equal),
+    "torch.allclose": (torch, "allclose", torch.allclose),
+    "torch.isclose": (torch, "isclose", torch.isclose),
+    "torch.testing.assert_close": (torch.testing, "assert_close", torch.testing.assert_close),
+    "torch.Tensor.__eq__": (torch.Tensor, "__eq__", torch.Tensor.__eq__),
+    "torch.nn.functional.cross_entropy": (F, "cross_entropy", F.cross_entropy),
+}
+cross_entropy = F.cross_entropy
+log_softmax = F.log_softmax
+
+_ORIGINAL_CHECKS: dict[str, Callable] = {}
+
+
+def register(fn: Callable) -> Callable:
+    """Record a check_<name> function as the original, so a rebinding can be detected."""
+    _ORIGINAL_CHECKS[fn.__name__] = fn
+    return fn
+
+
+class CheckError(AssertionError):
+    """A check failed: the message says what was tested, what was expected, what came back, and a hint."""
+
+
+def fail(case: str, expected: object, received: object, hint: str = "") -> None:
+    """Raise CheckError with the standard four-part message."""
+    message = f"\n  case:     {case}\n  expected: {expected}\n  received: {received}"
+    if hint:
+        message += f"\n  hint:     {hint}"
+    raise CheckError(message)
+
+
+def passed(name: str, detail: str) -> None:
+    """The one line a check prints when everything passed."""
+    print(f"✓ {name}: {detail}")
+
+
+def short(value: object, limit: int = 160) -> str:
+    """A readable, bounded repr of a value for failure messages."""
+    if isinstance(value, torch.Tensor):
+        text = f"tensor of shape {tuple(value.shape)}, dtype {value.dtype}"
+        if value.numel() <= 12:
+            text += f": {value.detach().cpu().tolist()}"
+        return text
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextlib.contextmanager
+def quiet():
+    """Swallow stderr and warnings raised inside student code (nbgrader scores a cell 0 for any stderr)."""
+    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+        warnings.simplefilter("ignore")
+        yield
+
+
+def call(case: str, fn: Callable, *args, hint: str = "", **kwargs):
+    """Call student code quietly; an exception becomes a failure message naming the case."""
+    try:
+        with quiet():
+            return fn(*args, **kwargs)
+    except CheckError:
+        raise
+    except Exception as error:  # any error in student code is the student's to see
+        fail(case, "no exception", f"{type(error).__name__}: {error}", hint)
+
+
+def expect_tensor(case: str, value: object, shape: tuple | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Fail unless value is a tensor of the given shape and dtype."""
+    if not isinstance(value, torch.Tensor):
+        fail(case, "a torch.Tensor", f"{type(value).__name__}: {short(value)}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        fail(case, f"shape {tuple(shape)}", f"shape {tuple(value.shape)}")
+    if dtype is not None and value.dtype != dtype:
+        fail(case, f"dtype {dtype}", f"dtype {value.dtype}")
+    return value
+
+
+def expect_close(case: str, received: torch.Tensor, expected: torch.Tensor, atol: float = 1e-5,
+                 rtol: float = 1e-5, hint: str = "") -> None:
+    """Fail unless the tensors have the same shape, are finite where expected is, and agree within tolerance."""
+    expect_tensor(case, received, tuple(expected.shape))
+    received, expected = received.detach().double().cpu(), expected.detach().double().cpu()
+    if not bool(isfinite(received).all()) and bool(isfinite(expected).all()):
+        fail(case, short(expected), f"{short(received)} (contains inf or nan)", hint)
+    if not allclose(received, expected, atol=atol, rtol=rtol):
+        worst = (received - expected).abs().max().item()
+        fail(case, short(expected), f"{short(received)} (largest difference {worst:.3g}, tolerance {atol:g})", hint)
+
+
+# -- guards used by the hidden tests ---------------------------------------------------------------
+
+def verify_integrity() -> None:
+    """Fail if a trusted torch function or a check_* function of tutor_lib.checks was replaced."""
+    import tutor_lib.checks as checks
+
+    for label, (owner, attr, original) in _TRUSTED.items():
+        if getattr(owner, attr) is not original:
+            fail("integrity", f"{label} unchanged", f"{label} was replaced in this notebook",
+                 "grading needs the real function; remove the line that reassigns it and rerun")
+    for name, original in _ORIGINAL_CHECKS.items():
+        if getattr(checks, name, None) is not original:
+            fail("integrity", f"tutor_lib.checks.{name} unchanged", "it was replaced in this notebook",
+                 "the checks must be the course's own; remove the line that reassigns it and rerun")
+
+
+def _code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
+    yield code
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            yield from _code_objects(const)
+
+
+def _functions_of(obj: object) -> list[types.FunctionType]:
+    if isinstance(obj, types.FunctionType):
+        return [obj]
+    if isinstance(obj, type):
+        found = []
+        for klass in obj.__mro__:
+            if klass.__module__.startswith(("torch", "builtins")):
+                continue
+            for value in vars(klass).values():
+                value = getattr(value, "__func__", value)
+                if isinstance(value, types.FunctionType):
+                    found.append(value)
+        return found
+    return []
+
+
+def reference_use(obj: object, forbidden: Iterable[object]) -> str | None:
+    """Describe how `obj` is, subclasses, or calls one of `forbidden` (or the tutor_lib package), else None."""
+    forbidden = list(forbidden)
+    module = getattr(obj, "__module__", "") or ""
+    if any(obj is f for f in forbidden) or module.startswith("tutor_lib"):
+        return f"it is tutor_lib's own {getattr(obj, '__qualname__', obj)!r}"
+    if isinstance(obj, type) and any(base.__module__.startswith("tutor_lib") for base in obj.__mro__[1:]):
+        return "it subclasses a tutor_lib class"
+    forbidden_names = {getattr(f, "__name__", None) for f in forbidden} - {None}
+    seen: set[int] = set()
+    todo = _functions_of(obj)
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        names = {name for code in _code_objects(fn.__code__) for name in code.co_names}
+        for name in names:
+            value = fn.__globals__.get(name)
+            if value is None:
+                continue
+            if any(value is f for f in forbidden):
+                return f"it calls the reference {name!r}"
+            # tutor_lib.train.train_stage1(...) or T.train_stage1(...) through a module alias
+            if isinstance(value, types.ModuleType) and value.__name__.startswith("tutor_lib") \
+                    and names & forbidden_names:
+                return f"it calls {sorted(names & forbidden_names)[0]!r} from the module {value.__name__!r}"
+            # Follow the student's own helper functions, defined in the same notebook.
+            if isinstance(value, types.FunctionType) and value.__module__ == module:
+                todo.append(value)
+            elif isinstance(value, type) and value.__module__ == module:
+                todo.extend(_functions_of(value))
+    return None
+
+
+def not_reference(name: str, obj: object, forbidden: Iterable[object]) -> None:
+    """Fail if the student's `obj` is, or merely calls, the reference implementation."""
+    how = reference_use(obj, forbidden)
+    if how:
+        fail(f"{name} is your own implementation", "code written in this notebook", how,
+             f"write {name} yourself; tutor_lib's version is there to compare against, not to submit")
+
+
+def source_of(obj: object) -> str:
+    """The source code of a student's function or class, or '' if it cannot be found."""
+    try:
+        return inspect.getsource(obj)
+    except (OSError, TypeError):
+        return ""

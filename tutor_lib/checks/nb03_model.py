@@ -1,0 +1,3 @@
+"""Checks for notebook 03_model: not written yet."""
+
+__all__: list[str] = []

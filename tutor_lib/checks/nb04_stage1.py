@@ -1,0 +1,3 @@
+"""Checks for notebook 04_stage1: not written yet."""
+
+__all__: list[str] = []

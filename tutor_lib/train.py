@@ -1,0 +1,125 @@
+"""LLaVA's two training stages, as fast as a laptop CPU allows.
+
+Stage 1 (feature alignment): only the projector trains, on image-caption pairs.
+Stage 2 (instruction tuning): projector and language model train, on question-answer pairs.
+Both minimise the same masked next-token loss; they differ in the data and in what is frozen.
+
+Speed comes from doing the per-sample work once, before training: every sample's
+(input_ids, labels) row is built up front and moved to the device with the images, so a
+training step is just "index a batch, forward, backward, step".
+"""
+
+from __future__ import annotations
+
+import torch
+from tqdm.auto import tqdm
+
+from .batching import build_caption_batch, build_instruction_batch
+from .losses import masked_mean_nll
+from .model import MultimodalModel, set_stage, trainable_summary
+
+
+def _images(dataset) -> torch.Tensor:
+    if hasattr(dataset, "images"):
+        return dataset.images
+    return torch.stack([dataset[i]["image"] for i in range(len(dataset))])  # (N, 3, S, S)
+
+
+def caption_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images, input_ids, labels) for every sample's caption: (N, 3, S, S), (N, L), (N, L)."""
+    captions = [dataset[i]["caption_tokens"] for i in range(len(dataset))]
+    return (_images(dataset), *build_caption_batch(captions))
+
+
+def instruction_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(images, input_ids, labels) for every sample's question and answer."""
+    samples = [dataset[i] for i in range(len(dataset))]
+    questions = [s["question_tokens"] for s in samples]
+    answers = [s["answer_tokens"] for s in samples]
+    return (_images(dataset), *build_instruction_batch(questions, answers))
+
+
+def fit(
+    model: MultimodalModel,
+    images: torch.Tensor,
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    num_epochs: int,
+    batch_size: int,
+    lr: float,
+    *,
+    desc: str = "training",
+    progress: bool = True,
+    log_every: int | None = None,
+    generator: torch.Generator | None = None,
+) -> list[float]:
+    """Adam on the parameters that require grad; returns the mean batch loss of each epoch."""
+    if num_epochs < 0 or batch_size < 1:
+        raise ValueError(f"need num_epochs >= 0 and batch_size >= 1, got {num_epochs} and {batch_size}")
+    device = next(model.parameters()).device
+    images, input_ids, labels = images.to(device), input_ids.to(device), labels.to(device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("no parameter requires grad: call set_stage(model, 1 or 2) first")
+    optimizer = torch.optim.Adam(params, lr=lr)
+    n = len(images)
+    losses = []
+    model.train()
+    bar = tqdm(range(num_epochs), desc=desc, disable=not progress, unit="epoch")
+    for epoch in bar:
+        order = torch.randperm(n, generator=generator).to(device)
+        total = torch.zeros((), device=device)  # summed on the device: no sync per step
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            logits = model(images[idx], input_ids[idx])  # (B, N + L, V)
+            loss = masked_mean_nll(logits[:, model.num_patches :], labels[idx])  # text positions only
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += loss.detach()
+        losses.append(total.item() / -(-n // batch_size))
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if log_every and ((epoch + 1) % log_every == 0 or epoch + 1 == num_epochs):
+            tqdm.write(f"  {desc} epoch {epoch + 1:>3}/{num_epochs}: loss {losses[-1]:.4f}")
+    model.eval()
+    return losses
+
+
+def _generator(seed: int | None) -> torch.Generator | None:
+    return None if seed is None else torch.Generator().manual_seed(seed)
+
+
+def train_stage1(
+    model: MultimodalModel, dataset, num_epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
+    *, progress: bool = True, verbose: bool = False, seed: int | None = None,
+) -> list[float]:
+    """Stage 1, feature alignment: captions, only the projector trains -> per-epoch losses."""
+    set_stage(model, 1)
+    if verbose:
+        print("Stage 1 (feature alignment): trainable parameters\n" + trainable_summary(model))
+    return fit(model, *caption_tensors(dataset), num_epochs, batch_size, lr, desc="stage 1",
+               progress=progress, log_every=10 if verbose else None, generator=_generator(seed))
+
+
+def train_stage2(
+    model: MultimodalModel, dataset, num_epochs: int = 50, batch_size: int = 32, lr: float = 5e-4,
+    *, progress: bool = True, verbose: bool = False, seed: int | None = None,
+) -> list[float]:
+    """Stage 2, instruction tuning: questions and answers, projector + LM train -> per-epoch losses."""
+    set_stage(model, 2)
+    if verbose:
+        print("Stage 2 (instruction tuning): trainable parameters\n" + trainable_summary(model))
+    return fit(model, *instruction_tensors(dataset), num_epochs, batch_size, lr, desc="stage 2",
+               progress=progress, log_every=10 if verbose else None, generator=_generator(seed))
+
+
+def train_both_stages(
+    model: MultimodalModel, dataset, stage1_epochs: int = 30, stage2_epochs: int = 50,
+    *, batch_size: int = 32, stage1_lr: float = 1e-3, stage2_lr: float = 5e-4,
+    progress: bool = True, verbose: bool = False, seed: int | None = None,
+) -> dict[str, list[float]]:
+    """Stage 1 then stage 2 on the same dataset -> {"stage1": losses, "stage2": losses}."""
+    options = {"batch_size": batch_size, "progress": progress, "verbose": verbose}
+    stage1 = train_stage1(model, dataset, stage1_epochs, lr=stage1_lr, seed=seed, **options)
+    stage2 = train_stage2(model, dataset, stage2_epochs, lr=stage2_lr, seed=None if seed is None else seed + 1, **options)
+    return {"stage1": stage1, "stage2": stage2}
