@@ -50,7 +50,26 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_run]
+def _add_release(sub) -> None:
+    p = sub.add_parser("release", help="regenerate notebooks/ from solutions/ with nbgrader")
+    p.add_argument("assignments", nargs="*", help="assignment names (default: all in solutions/)")
+    p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
+    p.add_argument("--no-db", action="store_true", help="do not record the assignments in the gradebook")
+    p.set_defaults(handler=_release)
+
+
+def _release(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .course import find_course_root, generate_releases
+
+    root = find_course_root(Path(args.course_dir) if args.course_dir else None)
+    for path in generate_releases(root, args.assignments or None, use_db=not args.no_db):
+        print(f"wrote {path.relative_to(root)}")
+    return 0
+
+
+COMMANDS = [_add_run, _add_release]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -65,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except (ValueError, OSError) as error:  # bad values and unwritable folders: one line, no traceback
+    except (ValueError, OSError, RuntimeError) as error:  # bad values and unwritable folders: one line, no traceback
         print(f"tutor {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
