@@ -1,0 +1,333 @@
+"""The checks of 02_data reject the mistakes students make and accept every correct variant."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import tutor_lib.checks as checks
+import tutor_lib.data
+from tutor_lib.checks import CheckError, check_draw_shape, check_make_qa
+from tutor_lib.checks.nb02_data import _geometry
+from tutor_lib.data import COLOR_RGB
+from tutor_lib.vocab import COLORS, POSITIONS, SHAPES, VOCAB
+
+CENTERS = {"top-left": (1, 1), "top-right": (1, 3), "bottom-left": (3, 1), "bottom-right": (3, 3), "center": (2, 2)}
+
+
+def _center(position, size):
+    row, col = CENTERS[position]
+    return row * size // 4, col * size // 4
+
+
+def _finish(image, noise_std, generator):
+    if noise_std > 0:
+        image = image + noise_std * torch.randn(image.shape, generator=generator)
+    return image.clamp(0, 1)
+
+
+# -- draw_shape: correct variants -------------------------------------------------------------------
+
+def draw_meshgrid(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    """The seed's way: meshgrid with indexing='ij', then paint each channel."""
+    image = torch.zeros(3, image_size, image_size)
+    cy, cx = _center(position, image_size)
+    r = image_size // 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2 if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    for c, value in enumerate(COLOR_RGB[color]):
+        image[c][mask] = value
+    return _finish(image, noise_std, generator)
+
+
+def draw_row_loop(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    """One row at a time, noise from torch.normal (different numbers than randn, same distribution)."""
+    image = torch.zeros(3, image_size, image_size)
+    cy, cx = _center(position, image_size)
+    r = image_size // 6
+    xs = torch.arange(image_size)
+    rgb = torch.tensor(COLOR_RGB[color]).view(3, 1)
+    for y in range(image_size):
+        if shape == "circle":
+            inside = (xs - cx) ** 2 + (y - cy) ** 2 < r * r
+        else:
+            inside = ((xs - cx).abs() < r) & (abs(y - cy) < r)
+        image[:, y] = inside.float() * rgb
+    if noise_std > 0:
+        image = image + torch.normal(0.0, noise_std, size=image.shape, generator=generator)
+    return torch.clamp(image, 0.0, 1.0)
+
+
+def draw_float64(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    """Broadcasting in float64; returns float64."""
+    ys = torch.arange(image_size, dtype=torch.float64)[:, None]
+    xs = torch.arange(image_size, dtype=torch.float64)[None, :]
+    cy, cx = _center(position, image_size)
+    r = image_size // 6
+    mask = (xs - cx) ** 2 + (ys - cy) ** 2 < r**2 if shape == "circle" else torch.maximum((xs - cx).abs(), (ys - cy).abs()) < r
+    image = mask[None].double() * torch.tensor(COLOR_RGB[color], dtype=torch.float64)[:, None, None]
+    if noise_std > 0:
+        image = image + noise_std * torch.randn(image.shape, generator=generator, dtype=torch.float64)
+    return image.clamp(0, 1)
+
+
+# -- draw_shape: typical mistakes -------------------------------------------------------------------
+
+def draw_xy_swapped(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cx, cy = _center(position, image_size)  # row and column mixed up
+    r = image_size // 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2 if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def draw_meshgrid_xy(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cy, cx = _center(position, image_size)
+    r = image_size // 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="xy")  # transposed grids
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2 if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def draw_channels_last(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    return draw_meshgrid(color, shape, position, image_size, noise_std, generator).permute(1, 2, 0)
+
+
+def draw_no_clamp(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return image + noise_std * torch.randn(image.shape, generator=generator)
+
+
+def draw_randn_like(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return (image + noise_std * torch.randn_like(image)).clamp(0, 1)
+
+
+def draw_reseeds(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    torch.manual_seed(0)
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return (image + noise_std * torch.randn(image.shape)).clamp(0, 1)
+
+
+def draw_fixed_noise(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    if noise_std > 0:
+        image = image + 0.05 * torch.randn(image.shape, generator=generator)  # ignores noise_std
+    return image.clamp(0, 1)
+
+
+def draw_noise_in_shape_only(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    noise = noise_std * torch.randn(image.shape, generator=generator)
+    return (image + noise * (image > 0)).clamp(0, 1)
+
+
+def draw_inclusive_edge(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cy, cx = _center(position, image_size)
+    r = image_size // 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 <= r**2 if shape == "circle" else ((x - cx).abs() <= r) & ((y - cy).abs() <= r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def draw_hard_coded_64(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    return draw_meshgrid(color, shape, position, 64, noise_std, generator)
+
+
+def draw_uint8(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    return (draw_meshgrid(color, shape, position, image_size, 0.0) * 255).to(torch.uint8)
+
+
+def draw_pure_colors(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    pure = {"red": (1.0, 0.0, 0.0), "green": (0.0, 1.0, 0.0), "blue": (0.0, 0.0, 1.0)}
+    mask = draw_meshgrid("red", shape, position, image_size, 0.0)[0] > 0
+    return _finish(mask[None].float() * torch.tensor(pure[color])[:, None, None], noise_std, generator)
+
+
+def draw_float_radius(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cy, cx = _center(position, image_size)
+    r = image_size / 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2 if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def test_check_geometry_is_the_reference_geometry():
+    for size in (64, 48, 30):
+        for color in COLORS:
+            for shape in SHAPES:
+                for position in POSITIONS:
+                    reference = tutor_lib.data.draw_shape(color, shape, position, image_size=size, noise_std=0)
+                    assert torch.equal(_geometry(color, shape, position, size), reference)
+
+
+@pytest.mark.parametrize("fn", [draw_meshgrid, draw_row_loop, draw_float64, tutor_lib.data.draw_shape])
+def test_draw_shape_accepts_correct_variants(fn, capsys):
+    check_draw_shape(fn)
+    out = capsys.readouterr()
+    assert out.out.startswith("✓ draw_shape") and out.out.count("\n") == 1
+    assert out.err == ""
+
+
+@pytest.mark.parametrize("fn, fragments", [
+    (draw_xy_swapped, ["'top-right'", "x and y are swapped"]),
+    (draw_meshgrid_xy, ["'top-right'", "x and y are swapped"]),
+    (draw_channels_last, ["channels last", "(C, H, W)"]),
+    (draw_no_clamp, ["values in [0, 1]", "clamp after adding the noise"]),
+    (draw_randn_like, ["generators seeded alike", "randn_like ignores it"]),
+    (draw_reseeds, ["seeded differently", "do not reseed"]),
+    (draw_fixed_noise, ["noise_std=0.02", "std 0.02", "use the noise_std argument"]),
+    (draw_noise_in_shape_only, ["background", "not only to the shape"]),
+    (draw_inclusive_edge, ["strictly inside"]),
+    (draw_hard_coded_64, ["image_size=48", "shape (3, 48, 48)", "use the image_size argument"]),
+    (draw_uint8, ["floating-point", "0-255"]),
+    (draw_pure_colors, ["its color differs", "(1.0, 0.1, 0.1)"]),
+    (draw_float_radius, ["radius is image_size // 6"]),
+])
+def test_draw_shape_rejects_mistakes(fn, fragments, capsys):
+    with pytest.raises(CheckError) as info:
+        check_draw_shape(fn)
+    message = str(info.value)
+    for part in ("case:", "expected:", "received:", "hint:"):
+        assert part in message
+    for fragment in fragments:
+        assert fragment in message, message
+    assert capsys.readouterr().err == ""
+
+
+# -- make_qa ---------------------------------------------------------------------------------------
+
+QUESTION_WORDS = {"color": ["what", "color", "?"], "shape": ["what", "shape", "?"], "position": ["where", "is", "it", "?"]}
+
+
+def qa_dict_lookup(color, shape, position, question_type):
+    answer = {"color": color, "shape": shape, "position": position}[question_type]
+    return {"question_tokens": [VOCAB[w] for w in QUESTION_WORDS[question_type]],
+            "answer_tokens": [VOCAB[answer]], "caption_tokens": [VOCAB[color], VOCAB[shape]]}
+
+
+def qa_if_chain(color, shape, position, question_type):
+    if question_type == "color":
+        q, a = [3, 4, 9], [VOCAB[color]]
+    elif question_type == "shape":
+        q, a = [3, 5, 9], [VOCAB[shape]]
+    elif question_type == "position":
+        q, a = [6, 7, 8, 9], [VOCAB[position]]
+    else:
+        raise ValueError(question_type)
+    return {"question_tokens": q, "answer_tokens": a, "caption_tokens": [VOCAB[color], VOCAB[shape]],
+            "question_type": question_type}  # an extra key is fine
+
+
+def qa_with_end(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["answer_tokens"] = out["answer_tokens"] + [VOCAB["<end>"]]
+    return out
+
+
+def qa_caption_swapped(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["caption_tokens"] = [VOCAB[shape], VOCAB[color]]
+    return out
+
+
+def qa_words(color, shape, position, question_type):
+    answer = {"color": color, "shape": shape, "position": position}[question_type]
+    return {"question_tokens": QUESTION_WORDS[question_type], "answer_tokens": [answer], "caption_tokens": [color, shape]}
+
+
+def qa_int_answer(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["answer_tokens"] = out["answer_tokens"][0]
+    return out
+
+
+def qa_short_keys(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    return {"question": out["question_tokens"], "answer": out["answer_tokens"], "caption": out["caption_tokens"]}
+
+
+def qa_always_color(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["answer_tokens"] = [VOCAB[color]]
+    return out
+
+
+def qa_position_question_missing_it(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    if question_type == "position":
+        out["question_tokens"] = [VOCAB["where"], VOCAB["is"], VOCAB["?"]]
+    return out
+
+
+def qa_tensors(color, shape, position, question_type):
+    return {k: torch.tensor(v) for k, v in qa_dict_lookup(color, shape, position, question_type).items()}
+
+
+def qa_unknown_word(color, shape, position, question_type):
+    words = {"color": "what color ?", "shape": "what shape ?", "position": "what position ?"}[question_type]
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["question_tokens"] = [VOCAB[w] for w in words.split()]
+    return out
+
+
+@pytest.mark.parametrize("fn", [qa_dict_lookup, qa_if_chain, tutor_lib.data.make_qa])
+def test_make_qa_accepts_correct_variants(fn, capsys):
+    check_make_qa(fn)
+    out = capsys.readouterr()
+    assert out.out.startswith("✓ make_qa") and "all 90" in out.out and out.out.count("\n") == 1
+    assert out.err == ""
+
+
+@pytest.mark.parametrize("fn, fragments", [
+    (qa_with_end, ["['answer_tokens']", "[10] (red)", "[10, 2] (red <end>)", "no <start> or <end>"]),
+    (qa_caption_swapped, ["['caption_tokens']", "color first"]),
+    (qa_words, ["token ids, not words"]),
+    (qa_int_answer, ["the int 10", "even a one-word answer is a list"]),
+    (qa_short_keys, ["keys", "'question_tokens'", "keep the seed's key names"]),
+    (qa_always_color, ["'shape')['answer_tokens']", "answered with the shape"]),
+    (qa_position_question_missing_it, ["'position')['question_tokens']", "'where is it ?'"]),
+    (qa_tensors, ["plain Python lists"]),
+    (qa_unknown_word, ["'position')", "KeyError", "in VOCAB"]),
+])
+def test_make_qa_rejects_mistakes(fn, fragments, capsys):
+    with pytest.raises(CheckError) as info:
+        check_make_qa(fn)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, message
+    assert "hint:" in message
+    assert capsys.readouterr().err == ""
+
+
+# -- guards -----------------------------------------------------------------------------------------
+
+def draw_wraps_batch_reference(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    index = [torch.tensor([names.index(v)]) for v, names in [(color, COLORS), (shape, SHAPES), (position, POSITIONS)]]
+    return tutor_lib.data.draw_shapes(*index, image_size=image_size, noise_std=noise_std, generator=generator)[0]
+
+
+def qa_wraps_reference(color, shape, position, question_type):
+    return dict(tutor_lib.data.make_qa(color, shape, position, question_type))
+
+
+@pytest.mark.parametrize("name, fn, forbidden, fragment", [
+    ("draw_shape", tutor_lib.data.draw_shape, [tutor_lib.data.draw_shape, tutor_lib.data.draw_shapes], "tutor_lib's own"),
+    ("draw_shape", draw_wraps_batch_reference, [tutor_lib.data.draw_shape, tutor_lib.data.draw_shapes], "draw_shapes"),
+    ("make_qa", tutor_lib.data.make_qa, [tutor_lib.data.make_qa], "tutor_lib's own"),
+    ("make_qa", qa_wraps_reference, [tutor_lib.data.make_qa], "it calls 'make_qa'"),
+])
+def test_hidden_guard_rejects_the_reference(name, fn, forbidden, fragment):
+    with pytest.raises(CheckError, match=fragment):
+        checks.not_reference(name, fn, forbidden)
+
+
+def test_hidden_guard_accepts_own_code_that_uses_the_given_tables():
+    checks.not_reference("draw_shape", draw_meshgrid, [tutor_lib.data.draw_shape, tutor_lib.data.draw_shapes])
+    checks.not_reference("make_qa", qa_dict_lookup, [tutor_lib.data.make_qa])
+
+
+def test_rebinding_torch_equal_does_not_fool_the_generator_check(monkeypatch):
+    monkeypatch.setattr(torch, "equal", lambda *a: True)
+    with pytest.raises(CheckError, match="generators seeded alike"):
+        check_draw_shape(draw_randn_like)
