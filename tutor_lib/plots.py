@@ -27,7 +27,7 @@ def plot_samples(dataset, n: int = 10, cols: int = 5) -> Figure:
     """A grid of the first n samples with their question and answer."""
     n = min(n, len(dataset))
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.6 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.4 * cols, 2.9 * rows), squeeze=False)  # room for 2-line titles
     for ax in axes.flat[n:]:
         ax.axis("off")
     for i, ax in zip(range(n), axes.flat):
