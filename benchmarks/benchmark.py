@@ -57,9 +57,8 @@ def ours(device: str, seed: int = 42) -> dict:
 
 
 def _in_subprocess(kind: str, device: str) -> dict:
-    code = (f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import benchmark; print(json.dumps(benchmark.ours({device!r})))"
-            if kind == "ours" else
-            f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import seed_pipeline; print(json.dumps(seed_pipeline.main()))")
+    call = f"benchmark.ours({device!r})" if kind == "ours" else "seed_pipeline.main()"
+    code = f"import json, sys; sys.path.insert(0, {str(HERE)!r}); import benchmark, seed_pipeline; print(json.dumps({call}))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -71,8 +70,8 @@ def _summary(name: str, runs: list[dict]) -> dict:
     rates = "  ".join(f"{s} {SAMPLES_PER_STAGE[s] / med[s + '_s']:7.0f} samples/s" for s in SAMPLES_PER_STAGE)
     accuracy = ", ".join(f"{k} {statistics.median(r[k] for r in runs):.1%}" for k in ("test_accuracy", "heldout_accuracy")
                          if k in runs[0])
-    print(f"{name:<14} {line}\n{'':<14} {rates}\n{'':<14} {accuracy}  (median of {len(runs)}; totals "
-          f"{', '.join(f'{r['total_s']:.1f}' for r in runs)} s)")
+    totals = ", ".join(f"{r['total_s']:.1f}" for r in runs)
+    print(f"{name:<14} {line}\n{'':<14} {rates}\n{'':<14} {accuracy}  (median of {len(runs)}; totals {totals} s)")
     return med
 
 
