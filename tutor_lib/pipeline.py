@@ -115,7 +115,9 @@ def _save_figures(model, splits, losses, out: Path) -> float:
     figures = {
         "loss_curves.png": plot_loss_curves(losses),
         "samples.png": plot_samples(splits.train, n=10),
-        "predictions.png": plot_predictions(model, mixed, n=15, answers=answer_questions(model, mixed)),
+        "predictions.png": plot_predictions(
+            model, mixed, n=15, answers=answer_questions(model, mixed),
+            title="Greedy answers (green: right, red: wrong); bottom row: held-out combinations"),
     }
     for name, fig in figures.items():
         fig.savefig(out / name, dpi=110)

@@ -54,14 +54,15 @@ def plot_loss_curves(losses: dict[str, Sequence[float]]) -> Figure:
     return fig
 
 
-def plot_predictions(model, dataset, n: int = 15, cols: int = 5, answers: list[list[int]] | None = None) -> Figure:
+def plot_predictions(model, dataset, n: int = 15, cols: int = 5, answers: list[list[int]] | None = None,
+                     title: str = "Greedy answers after both stages (green: right, red: wrong)") -> Figure:
     """Images with question, predicted and true answer; green when right, red when wrong."""
     n = min(n, len(dataset))
     subset = [dataset[i] for i in range(n)]
     if answers is None:
         answers = answer_questions(model, subset)
     rows = -(-n // cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.9 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 3.4 * rows), squeeze=False)
     for ax in axes.flat[n:]:
         ax.axis("off")
     for sample, predicted, ax in zip(subset, answers, axes.flat):
@@ -70,7 +71,7 @@ def plot_predictions(model, dataset, n: int = 15, cols: int = 5, answers: list[l
         ax.set_title(f"Q: {decode(sample['question_tokens'])}\npred: {decode(predicted) or '(nothing)'}"
                      f"\ntrue: {decode(sample['answer_tokens'])}", fontsize=9,
                      color="tab:green" if right else "tab:red")
-    fig.suptitle("Greedy answers after both stages (green: right, red: wrong)")
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 
