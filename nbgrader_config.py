@@ -2,6 +2,9 @@
 
 solutions/NN_x/NN_x.ipynb  (nbgrader "source": solutions and hidden tests)
 notebooks/NN_x/NN_x.ipynb  (nbgrader "release": what students get; regenerate with `tutor release`)
+
+`tutor grade` (tutor_lib/grading) reads this file too; the preprocessors named below by their
+import paths come from tutor_lib.grading.preprocessors.
 """
 
 import os
@@ -16,9 +19,44 @@ c.CourseDirectory.release_directory = "notebooks"
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Per-cell execution limits (nbgrader uses both names depending on the step).
+# Per-cell execution limits (nbgrader uses both names depending on the step). A cell that runs
+# longer is interrupted (KeyboardInterrupt) and the rest of the notebook still runs; one that
+# ignores the interrupt for GuardedExecute.interrupt_grace seconds makes the notebook "not graded".
 c.Execute.timeout = 120
 c.ExecutePreprocessor.timeout = 120
+c.GuardedExecute.interrupt_grace = 10
 
 # A submission whose graded cells were deleted gets them back from the gradebook.
 c.OverwriteCells.add_missing_cells = True
+
+# Output limits: lines per cell and traceback lines (nbgrader), characters per cell while it runs
+# (GuardedExecute: an endless print loop cannot fill the grader's memory).
+c.LimitOutput.max_lines = 500
+c.LimitOutput.max_traceback = 100
+c.GuardedExecute.max_output_chars = 100_000
+
+# nbgrader scores a test cell 0 if it wrote anything to stderr. Allowed: warnings raised inside
+# installed libraries (site-packages), each with the source line Python prints under it; nothing
+# else. A warning raised by the student's own code, or any other stderr text, still counts.
+c.IgnorePattern.enabled = True
+c.IgnorePattern.pattern = (
+    r"\A(?:[^\n]*[/\\](?:site|dist)-packages[/\\][^\n]*:\d+: [A-Za-z]*Warning: [^\n]*\n(?:[ \t]+[^\n]*\n)?)+\Z"
+)
+
+c.Autograde.autograde_preprocessors = [
+    "tutor_lib.grading.preprocessors.GuardedExecute",
+    "nbgrader.preprocessors.IgnorePattern",
+    "nbconvert.preprocessors.ClearMetadataPreprocessor",
+    "nbgrader.preprocessors.LimitOutput",
+    "nbgrader.preprocessors.SaveAutoGrades",
+    "nbgrader.preprocessors.AssignLatePenalties",
+    "nbgrader.preprocessors.CheckCellMetadata",
+]
+
+# Feedback shows the student's outputs and scores, but no hidden test code (in sources, tracebacks
+# or outputs that quote it).
+c.GenerateFeedback.preprocessors = [
+    "nbgrader.preprocessors.GetGrades",
+    "nbconvert.preprocessors.CSSHTMLHeaderPreprocessor",
+    "tutor_lib.grading.preprocessors.HideHiddenTests",
+]

@@ -1,6 +1,9 @@
 """The `tutor` command (also `python -m tutor_lib`).
 
     tutor run [--quick] [--device cpu] [--seed 42] [--stage1-epochs 30] [--stage2-epochs 50] [--output outputs]
+    tutor release [ASSIGNMENT ...] [--no-db] [--db URL]
+    tutor collect PATH [--pattern REGEX]
+    tutor grade [--student S] [--assignment A] [--workers N] [--db URL] [--timeout SECONDS]
 """
 
 from __future__ import annotations
@@ -55,21 +58,114 @@ def _add_release(sub) -> None:
     p.add_argument("assignments", nargs="*", help="assignment names (default: all in solutions/)")
     p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
     p.add_argument("--no-db", action="store_true", help="do not record the assignments in the gradebook")
+    p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
     p.set_defaults(handler=_release)
 
 
 def _release(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from .course import generate_releases
 
-    from .course import find_course_root, generate_releases
-
-    root = find_course_root(Path(args.course_dir) if args.course_dir else None)
-    for path in generate_releases(root, args.assignments or None, use_db=not args.no_db):
+    root = _course_root(args)
+    for path in generate_releases(root, args.assignments or None, use_db=not args.no_db, db_url=args.db):
         print(f"wrote {path.relative_to(root)}")
+    if not args.no_db:
+        print(f"recorded the assignments in the gradebook ({args.db or 'gradebook.db'})")
     return 0
 
 
-COMMANDS = [_add_run, _add_release]
+def _course_root(args: argparse.Namespace):
+    from pathlib import Path
+
+    from .course import find_course_root
+
+    return find_course_root(Path(args.course_dir) if args.course_dir else None)
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected a number >= 1, got 0")
+    return value
+
+
+def _add_collect(sub) -> None:
+    from .grading.collect import DEFAULT_PATTERN
+
+    p = sub.add_parser("collect", help="import a zip or folder of LMS downloads into submitted/<student>/<assignment>/")
+    p.add_argument("path", help="a .zip file or a folder of downloaded notebooks")
+    p.add_argument("--pattern", default=DEFAULT_PATTERN,
+                   help="regular expression searched in each file's path; its group (?P<student>...) is the student id, "
+                        "an optional (?P<assignment>...) the assignment (default: the name before the first '_')")
+    p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
+    p.set_defaults(handler=_collect)
+
+
+def _collect(args: argparse.Namespace) -> int:
+    import re
+    from pathlib import Path
+
+    from .course import list_assignments
+    from .grading.collect import collect
+
+    root = _course_root(args)
+    try:
+        re.compile(args.pattern)
+    except re.error as error:
+        raise ValueError(f"--pattern is not a regular expression: {error}") from None
+    source = Path(args.path)
+    if not source.exists():
+        raise FileNotFoundError(f"{source} does not exist")
+    outcome = collect(source, root, list_assignments(root), args.pattern)
+    students = {dest.parent.parent.name for _, dest in outcome.placed}
+    print(f"placed {len(outcome.placed)} notebooks of {len(students)} students in submitted/")
+    if outcome.unplaced:
+        print(f"could not place {len(outcome.unplaced)} files:")
+        for name, reason in outcome.unplaced:
+            print(f"  {name}: {reason}")
+    if not outcome.placed:
+        raise ValueError(f"no notebook in {source} could be placed (see the list above and --pattern)")
+    return 0
+
+
+def _add_grade(sub) -> None:
+    from .grading import DEFAULT_TIMEOUT
+
+    p = sub.add_parser("grade", help="autograde submitted/ in parallel; write grades.csv, grades.json and feedback/")
+    p.add_argument("--student", action="append", default=None, help="grade only this student (repeatable)")
+    p.add_argument("--assignment", action="append", default=None, help="grade only this assignment (repeatable)")
+    p.add_argument("--workers", type=_positive_int, default=None, help="parallel worker processes (default: CPU cores)")
+    p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
+    p.add_argument("--timeout", type=_positive_int, default=DEFAULT_TIMEOUT,
+                   help=f"seconds one whole notebook may run (default {DEFAULT_TIMEOUT}); cells: Execute.timeout")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
+    p.set_defaults(handler=_grade)
+
+
+def _grade(args: argparse.Namespace) -> int:
+    from .grading.runner import grade
+
+    root = _course_root(args)
+    run = grade(root, students=args.student, assignments=args.assignment, workers=args.workers, db_url=args.db,
+                timeout=args.timeout, progress=not args.no_progress)
+    for line in run.skipped:
+        print(f"skipped {line}")
+    failed = [e for e in run.entries if e["status"] != "graded"]
+    print(f"graded {len(run.entries)} notebooks in {run.seconds:.0f} s with {run.workers} workers: "
+          f"{len(run.entries) - len(failed)} graded, {len(failed)} not graded")
+    for entry in failed:
+        print(f"  {entry['student']}/{entry['assignment']}: {entry['status']}")
+    for error in run.errors:
+        print(f"grader error in {error}", file=sys.stderr)
+    csv_path, json_path = run.report
+    print(f"wrote {csv_path.name}, {json_path.name} and feedback/<student>/<assignment>/ in {root}")
+    if run.errors and len(run.errors) == len(run.entries):
+        print("tutor grade: error: every submission failed inside the grader (see above)", file=sys.stderr)
+        return 1
+    return 0
+
+
+COMMANDS = [_add_run, _add_release, _add_collect, _add_grade]
 
 
 def build_parser() -> argparse.ArgumentParser:

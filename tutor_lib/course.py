@@ -50,15 +50,21 @@ def normalize_notebook(path: Path) -> None:
 
 
 def generate_releases(root: Path, assignments: list[str] | None = None, release_dir: Path | None = None,
-                      use_db: bool = False) -> list[Path]:
-    """Regenerate release notebooks from solutions/ (into release_dir, default notebooks/)."""
+                      use_db: bool = False, db_url: str | None = None) -> list[Path]:
+    """Regenerate release notebooks from solutions/ (into release_dir, default notebooks/); with use_db,
+    also record each assignment and its graded cells in the gradebook (db_url, default gradebook.db)."""
+    from .grading.gradebook import api_error, default_db_url, load_config, make_api  # nbgrader: imported on use
+
     release_dir = Path(release_dir or root / "notebooks").resolve()
+    config = load_config(root / "nbgrader_config.py", root, db_url or default_db_url(root),
+                         CourseDirectory={"release_directory": str(release_dir)},
+                         GenerateAssignment={"no_database": not use_db})
+    api = make_api(config)  # in-process: one interpreter start for all assignments
     written = []
     for name in assignments or list_assignments(root):
-        args = ["generate_assignment", name, "--force", f"--CourseDirectory.release_directory={release_dir}"]
-        if not use_db:
-            args.append("--no-db")
-        run_nbgrader(root, *args)
+        result = api.generate_assignment(name, force=True, create=use_db)
+        if not result["success"]:
+            raise RuntimeError(f"nbgrader generate_assignment {name} failed: {api_error(result)}")
         for nb in sorted((release_dir / name).glob("*.ipynb")):
             normalize_notebook(nb)
             written.append(nb)

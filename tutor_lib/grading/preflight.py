@@ -1,0 +1,170 @@
+"""Before nbgrader sees a submission: read it defensively, check it is this assignment's notebook,
+and put back the graded and locked cells a student deleted or whose grading metadata they changed.
+
+nbgrader restores the *source* of edited locked cells and (with add_missing_cells) deleted test
+cells, but it trusts the metadata that says which cell is a test, and it fails on some deletions
+(a test cell whose solution cell was deleted too). Here the release notebook is the authority.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+
+MAX_NOTEBOOK_BYTES = 200 * 2**20  # larger files are not notebooks a student wrote
+
+
+class NotGradable(Exception):
+    """The submission cannot be graded; the message is the reason shown in the report."""
+
+
+def read_submission(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat.NotebookNode:
+    """The submitted notebook as nbformat 4, or NotGradable saying why it is not a readable notebook."""
+    size = path.stat().st_size
+    if size == 0:
+        raise NotGradable("the file is empty (0 bytes)")
+    if size > max_bytes:
+        raise NotGradable(f"the file is {size / 2**20:.0f} MiB, more than the {max_bytes / 2**20:.0f} MiB limit")
+    raw = path.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise NotGradable("the file is not text (not UTF-8): not a Jupyter notebook") from None
+    if not text.strip():
+        raise NotGradable("the file holds only whitespace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise NotGradable(f"the file is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+    if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
+        raise NotGradable("the file is JSON but not a Jupyter notebook (no cells)")
+    try:
+        nb = nbformat.reads(text, as_version=4)
+    except Exception as error:  # nbformat raises several kinds for broken structure
+        raise NotGradable(f"the notebook's structure is broken: {_first_line(error)}") from None
+    _fix_ids(nb)
+    try:
+        nbformat.validate(nb)
+    except Exception:
+        _repair(nb)
+        try:
+            nbformat.validate(nb)
+        except Exception as error:
+            raise NotGradable(f"the notebook's structure is invalid: {_first_line(error)}") from None
+    return nb
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0] if text else type(error).__name__)[:200]
+
+
+def _fix_ids(nb: nbformat.NotebookNode) -> None:
+    """Give cells without an id, or with a duplicate one, a unique id (deterministically, unlike nbformat)."""
+    if (nb.get("nbformat"), nb.get("nbformat_minor", 0)) < (4, 5):
+        return
+    seen = set()
+    for index, cell in enumerate(nb.get("cells", [])):
+        cell_id = cell.get("id")
+        if not isinstance(cell_id, str) or not cell_id or cell_id in seen:
+            cell_id = next(f"cell-{index}-{n}" for n in range(len(nb.cells) + 1) if f"cell-{index}-{n}" not in seen)
+            cell["id"] = cell_id
+        seen.add(cell_id)
+
+
+def _repair(nb: nbformat.NotebookNode) -> None:
+    """Fix what editors commonly break: missing outputs/metadata fields, list-valued sources."""
+    for cell in nb.get("cells", []):
+        cell.setdefault("metadata", {})
+        if isinstance(cell.get("source"), list):
+            cell["source"] = "".join(cell["source"])
+        if cell.get("cell_type") == "code":
+            cell.setdefault("outputs", [])
+            cell.setdefault("execution_count", None)
+        else:
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+
+
+def nbgrader_cells(nb: nbformat.NotebookNode) -> dict[str, nbformat.NotebookNode]:
+    """The notebook's cells that carry nbgrader metadata, by grade_id (first occurrence wins, as in nbgrader)."""
+    found = {}
+    for cell in nb.cells:
+        grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+        if grade_id and grade_id not in found:
+            found[grade_id] = cell
+    return found
+
+
+def exercise_ids(nb: nbformat.NotebookNode) -> set[str]:
+    """grade_ids of the solution and test cells: what identifies an assignment's notebook."""
+    return {gid for gid, cell in nbgrader_cells(nb).items()
+            if cell.metadata["nbgrader"].get("solution") or cell.metadata["nbgrader"].get("grade")}
+
+
+def check_assignment(nb: nbformat.NotebookNode, assignment: str, release: nbformat.NotebookNode,
+                     others: dict[str, set[str]]) -> None:
+    """NotGradable unless the notebook holds at least one of the assignment's exercise cells."""
+    theirs = exercise_ids(nb)
+    if theirs & exercise_ids(release):
+        return
+    best = max(others, key=lambda name: len(theirs & others[name]), default=None)
+    if best is not None and theirs & others[best]:
+        raise NotGradable(f"this is a notebook of assignment {best}, not {assignment}")
+    raise NotGradable(f"the notebook has none of {assignment}'s exercise cells (was it started from a blank notebook?)")
+
+
+def _role(cell: nbformat.NotebookNode) -> tuple:
+    """What grading reads from a cell's nbgrader metadata (nbgrader keeps checksums and versions itself)."""
+    meta = cell.metadata.get("nbgrader", {})
+    points = float(meta["points"]) if meta.get("grade") and meta.get("points") is not None else None
+    return (cell.cell_type, bool(meta.get("grade")), bool(meta.get("solution")), bool(meta.get("locked")),
+            bool(meta.get("task")), points)
+
+
+def restore_cells(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> list[str]:
+    """Put back deleted nbgrader cells and the release's grading metadata; returns notes for the report."""
+    notes = []
+    present = nbgrader_cells(nb)
+    wanted = nbgrader_cells(release)
+    for grade_id, cell in present.items():
+        if grade_id in wanted:
+            expected = wanted[grade_id].metadata["nbgrader"]
+            if _role(cell) != _role(wanted[grade_id]):
+                notes.append(f"reset the grading metadata of cell {grade_id}")
+                cell.metadata["nbgrader"] = json.loads(json.dumps(expected))
+            if expected.get("locked") and cell.source != wanted[grade_id].source:
+                notes.append(f"restored edited locked cell {grade_id}")
+    order = list(wanted)
+    for position, grade_id in enumerate(order):
+        if grade_id in present:
+            continue
+        restored = nbformat.from_dict(json.loads(json.dumps(wanted[grade_id])))
+        if (nb.nbformat, nb.nbformat_minor) < (4, 5):
+            restored.pop("id", None)
+        elif restored.get("id") in {c.get("id") for c in nb.cells}:
+            restored["id"] = ""  # _fix_ids gives it a fresh one
+        anchor = next((present[g] for g in reversed(order[:position]) if g in present), None)
+        index = nb.cells.index(anchor) + 1 if anchor is not None else 0
+        nb.cells.insert(index, restored)
+        present[grade_id] = restored
+        notes.append(f"restored deleted cell {grade_id}")
+    _fix_ids(nb)
+    return notes
+
+
+def prepare(source: Path, dest: Path, assignment: str, release: nbformat.NotebookNode,
+            others: dict[str, set[str]]) -> list[str]:
+    """Read `source`, check and repair it, write it to `dest` without outputs; returns notes or raises NotGradable."""
+    nb = read_submission(source)
+    check_assignment(nb, assignment, release, others)
+    notes = restore_cells(nb, release)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    nb.metadata["kernelspec"] = release.metadata.get("kernelspec", nb.metadata.get("kernelspec", {}))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, dest)
+    return notes

@@ -1,0 +1,252 @@
+"""`tutor grade`: autograde submitted/ in parallel worker processes, merge into the gradebook, write the report.
+
+Each submission is graded in its own temporary course folder with a private copy of a template
+gradebook (made once per assignment from solutions/), by a long-lived worker process. This process
+is the only writer of the course gradebook, autograded/, feedback/ and grades.*: it merges results
+one at a time as they arrive, so parallel grading cannot corrupt SQLite.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from ..course import list_assignments
+from . import DEFAULT_TIMEOUT
+from .gradebook import (
+    api_error,
+    cell_signature,
+    default_db_url,
+    grade_ids_in_order,
+    load_config,
+    make_api,
+    merge_result,
+    open_gradebook,
+    read_scores,
+)
+from .pool import WorkerProcess, grading_env
+from .preflight import exercise_ids
+from .report import GRADED, NO_GRADES, NOT_YET, load_entries, make_entry, write_report
+
+
+@dataclass
+class GradeRun:
+    """What one `tutor grade` did: the entries it (re)graded, the report files, time and workers used."""
+
+    entries: list[dict]
+    report: tuple[Path, Path]
+    seconds: float
+    workers: int
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def find_submissions(root: Path, known: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(student, assignment) pairs of submitted/<student>/<assignment>/, and the folders that are no assignment."""
+    pairs, skipped = [], []
+    for student in sorted(p for p in (root / "submitted").iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for folder in sorted(p for p in student.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if folder.name in known:
+                pairs.append((student.name, folder.name))
+            else:
+                skipped.append(f"submitted/{student.name}/{folder.name}: no assignment of that name in solutions/")
+    return pairs, skipped
+
+
+def _exercises(root: Path, assignment: str) -> tuple[list[str], dict[str, dict], set[str]]:
+    """From the solution notebook: graded cell ids in order, their maxima, and its exercise ids."""
+    nb = nbformat.read(root / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    maxima = {}
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if meta.get("grade"):
+            maxima[meta["grade_id"]] = {"points": None, "max": float(meta.get("points", 0)),
+                                        "written": cell.cell_type == "markdown"}
+    return grade_ids_in_order(nb), maxima, exercise_ids(nb)
+
+
+def _prepare_templates(root: Path, assignments: list[str], tmp: Path, db_url: str) -> str:
+    """Generate each assignment into a template gradebook (and the course gradebook when it lacks it)."""
+    config_file = root / "nbgrader_config.py"
+    template_db = f"sqlite:///{tmp / 'template.db'}"
+    release = {"CourseDirectory": {"release_directory": str(tmp / "release")}}
+    api = make_api(load_config(config_file, root, template_db, **release))
+    for assignment in assignments:
+        result = api.generate_assignment(assignment, force=True, create=True)
+        if not result["success"]:
+            raise RuntimeError(f"nbgrader cannot generate {assignment} from solutions/: {api_error(result)}")
+        if cell_signature(db_url, assignment) != cell_signature(template_db, assignment):
+            course_api = make_api(load_config(config_file, root, db_url, CourseDirectory={
+                "release_directory": str(tmp / "release-course")}))
+            result = course_api.generate_assignment(assignment, force=True, create=True)
+            if not result["success"]:
+                raise RuntimeError(f"cannot record {assignment} in the gradebook: {api_error(result)}")
+    return template_db
+
+
+def _write_jobs(root: Path, pairs: list[tuple[str, str]], tmp: Path, others: dict[str, list[str]]) -> list[dict]:
+    jobs = []
+    for number, (student, assignment) in enumerate(pairs):
+        folder = tmp / "jobs" / f"{number:05d}"
+        course = folder / "course"
+        course.mkdir(parents=True)
+        shutil.copyfile(tmp / "template.db", course / "gradebook.db")
+        (course / "solutions").symlink_to(root / "solutions")
+        job = {"config": str(root / "nbgrader_config.py"), "course": str(course), "assignment": assignment,
+               "student": student, "submission": str(root / "submitted" / student / assignment),
+               "release": str(tmp / "release" / assignment / f"{assignment}.ipynb"), "others": others}
+        (folder / "job.json").write_text(json.dumps(job), encoding="utf-8")
+        jobs.append({**job, "file": folder / "job.json", "folder": folder})
+    return jobs
+
+
+def _outcome(job: dict, outcome: str, timeout: float, worker_log: Path) -> dict:
+    if outcome == "timeout":
+        return {"status": f"not graded: the whole notebook ran longer than {timeout:g} s "
+                          "(tutor grade --timeout); it was stopped", "notes": []}
+    if outcome == "done":
+        try:
+            return json.loads((job["folder"] / "result.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            pass
+    lines = worker_log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if worker_log.exists() else []
+    return {"status": f"not graded: the grading worker crashed ({lines[-1][:200] if lines else 'no message'})",
+            "notes": []}
+
+
+def _not_graded_page(assignment: str, status: str) -> str:
+    reason = html.escape(status.removeprefix("not graded: "))
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{assignment}: not graded</title></head>\n"
+            f"<body><h1>{assignment}: your submission could not be graded</h1>\n<p>Reason: {reason}</p>\n"
+            "<p>Please check the file you handed in and contact your instructor.</p></body></html>\n")
+
+
+def _publish(root: Path, job: dict, result: dict) -> None:
+    """Replace the submission's autograded notebook and feedback in the course folder with this run's."""
+    student, assignment = job["student"], job["assignment"]
+    autograded, feedback = root / "autograded" / student / assignment, root / "feedback" / student / assignment
+    shutil.rmtree(autograded, ignore_errors=True)
+    shutil.rmtree(feedback, ignore_errors=True)
+    feedback.mkdir(parents=True)
+    if result["status"] != GRADED:
+        (feedback / f"{assignment}.html").write_text(_not_graded_page(assignment, result["status"]), encoding="utf-8")
+        return
+    autograded.mkdir(parents=True)
+    course = Path(job["course"])
+    for path in (course / "autograded" / student / assignment).glob("*.ipynb"):
+        shutil.copyfile(path, autograded / path.name)
+    for path in (course / "feedback" / student / assignment).glob("*.html"):
+        shutil.copyfile(path, feedback / path.name)
+
+
+def _run_workers(jobs: list[dict], workers: int, timeout: float, tmp: Path):
+    """Yield (job, result) as worker processes finish them."""
+    todo, done = queue.Queue(), queue.Queue()
+    for job in jobs:
+        todo.put(job)
+    env, pool = grading_env(workers), []
+
+    def serve(worker: WorkerProcess, log: Path) -> None:
+        try:
+            while True:
+                try:
+                    job = todo.get_nowait()
+                except queue.Empty:
+                    return
+                outcome = worker.run(job["file"], timeout)
+                done.put((job, _outcome(job, outcome, timeout, log)))
+        finally:
+            worker.close()
+
+    for number in range(workers):
+        log = tmp / f"worker-{number}.log"
+        worker = WorkerProcess(env, log.open("ab"))
+        pool.append(worker)
+        threading.Thread(target=serve, args=(worker, log), daemon=True).start()
+    try:
+        for _ in jobs:
+            while True:
+                try:
+                    yield done.get(timeout=0.5)  # a short wait keeps Ctrl-C responsive
+                    break
+                except queue.Empty:
+                    continue
+    finally:
+        while not todo.empty():
+            todo.get_nowait()
+        for worker in pool:
+            worker.kill()
+
+
+def grade(root: Path, students: list[str] | None = None, assignments: list[str] | None = None,
+          workers: int | None = None, db_url: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+          progress: bool = True) -> GradeRun:
+    """Autograde the selected submissions of submitted/ in parallel; write grades.csv/json and feedback/."""
+    started = time.monotonic()
+    root = Path(root).resolve()
+    known = list_assignments(root)
+    for name in assignments or []:
+        if name not in known:
+            raise ValueError(f"unknown assignment {name!r} (solutions/ has: {', '.join(known) or 'none'})")
+    if not (root / "submitted").is_dir():
+        raise FileNotFoundError(f"no submitted/ folder in {root}: import submissions first with `tutor collect PATH`")
+    all_pairs, skipped = find_submissions(root, known)
+    pairs = [(s, a) for s, a in all_pairs if (not students or s in students) and (not assignments or a in assignments)]
+    for name in students or []:
+        if not any(s == name for s, _ in pairs):
+            raise ValueError(f"no submissions of student {name!r} in submitted/ (for the chosen assignments)")
+    if not pairs:
+        raise ValueError("nothing to grade: submitted/ holds no <student>/<assignment>/ folders")
+    db_url = db_url or default_db_url(root)
+    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(pairs)))
+    course_id = load_config(root / "nbgrader_config.py", root, db_url).CourseDirectory.get("course_id", "")
+    info = {name: _exercises(root, name) for name in known}
+    others = {name: sorted(ids) for name, (_, _, ids) in info.items()}
+
+    tmp = Path(tempfile.mkdtemp(prefix="tutor-grade-"))
+    results: dict[tuple[str, str], dict] = {}
+    try:
+        _prepare_templates(root, sorted({a for _, a in pairs}), tmp, db_url)
+        jobs = _write_jobs(root, pairs, tmp, others)
+        from tqdm.auto import tqdm
+
+        with open_gradebook(db_url, course_id) as gb, \
+                tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress, leave=False) as bar:
+            for job, result in _run_workers(jobs, workers, timeout, tmp):
+                key = (job["student"], job["assignment"])
+                _publish(root, job, result)
+                merge_result(gb, job["assignment"], job["student"], result if result["status"] == GRADED else None)
+                results[key] = result
+                bar.set_postfix_str(f"{key[0]}/{key[1]}", refresh=False)
+                bar.update(1)
+
+            previous = load_entries(root / "grades.json")
+            entries = {}
+            for key in all_pairs:
+                student, assignment = key
+                earlier = results.get(key) or previous.get(key) or {"status": NOT_YET, "notes": []}
+                status, notes = earlier["status"], earlier.get("notes", [])
+                # Scores come from the gradebook, so a grader's manual scores show up in the report.
+                scores = read_scores(gb, assignment, student) if status == GRADED else None
+                if status == GRADED and scores is None and key in previous and key not in results:
+                    entries[key] = previous[key]  # graded with another gradebook (--db): keep that row
+                    continue
+                if status == GRADED and scores is None:
+                    status = NO_GRADES
+                order, maxima, _ = info[assignment]
+                entries[key] = make_entry(student, assignment, status, scores or maxima, order, notes)
+        report = write_report(root, list(entries.values()), course_id)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    errors = [f"{s}/{a}: {r.get('log', '').strip()}" for (s, a), r in results.items() if "grader error" in r["status"]]
+    return GradeRun([entries[k] for k in pairs], report, time.monotonic() - started, workers, skipped, errors)
