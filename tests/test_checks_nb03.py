@@ -51,6 +51,13 @@ class ProjectorFunctional(nn.Module):
         return F.linear(h, self.out.weight, self.out.bias)
 
 
+class ProjectorKeywordCalls(ProjectorModules):
+    """Calls its layers with keyword arguments (forward hooks then see no positional input)."""
+
+    def forward(self, x):
+        return self.fc2(input=self.act(input=self.fc1(input=x)))
+
+
 # -- Projector: typical mistakes -------------------------------------------------------------------
 
 
@@ -111,7 +118,7 @@ class ProjectorForgotSuper(nn.Module):
 
 
 @pytest.mark.parametrize("fn", [ProjectorModules, ProjectorSequential, ProjectorFactory, ProjectorFunctional,
-                                tutor_lib.model.Projector])
+                                ProjectorKeywordCalls, tutor_lib.model.Projector])
 def test_projector_accepts_correct_variants(fn, capsys):
     check_Projector(fn)
     out = capsys.readouterr()

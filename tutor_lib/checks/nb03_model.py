@@ -49,9 +49,8 @@ def _projector_case(Projector, vision_dim: int, llm_dim: int) -> int:
 
     g = torch.Generator().manual_seed(vision_dim * 1000 + llm_dim)
     x = torch.randn(2, 5, vision_dim, generator=g)  # (B, N, vision_dim)
-    calls: list[tuple[nn.Linear, torch.Tensor, torch.Tensor]] = []
-    hooks = [m.register_forward_hook(lambda m, args, out: calls.append((m, args[0].detach(), out.detach())))
-             for m in linears]
+    order: list[nn.Linear] = []  # the Linear layers in the order forward runs them
+    hooks = [m.register_forward_hook(lambda m, args, out: order.append(m)) for m in linears]
     try:
         out = call(f"{case} applied to features of shape (2, 5, {vision_dim})", module, x,
                    hint="the first Linear maps vision_dim -> llm_dim, the second llm_dim -> llm_dim")
@@ -60,7 +59,6 @@ def _projector_case(Projector, vision_dim: int, llm_dim: int) -> int:
             hook.remove()
     out = expect_tensor(f"{case}(features (2, 5, {vision_dim}))", out, (2, 5, llm_dim))
 
-    order = [m for m, _, _ in calls]
     if len(order) == 1 or len(linears) == 1:
         fail(case, "Linear -> GELU -> Linear: two Linear layers", "one Linear layer",
              "a single Linear is LLaVA-1's projector; LLaVA-1.5 (and this course) uses two with a GELU between")
