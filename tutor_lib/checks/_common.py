@@ -104,11 +104,11 @@ def expect_close(case: str, received: torch.Tensor, expected: torch.Tensor, atol
                  rtol: float = 1e-5, hint: str = "") -> None:
     """Fail unless the tensors have the same shape, are finite where expected is, and agree within tolerance."""
     expect_tensor(case, received, tuple(expected.shape))
-    received, expected = received.detach().double().cpu(), expected.detach().double().cpu()
-    if not bool(isfinite(received).all()) and bool(isfinite(expected).all()):
+    got, want = received.detach().double().cpu(), expected.detach().double().cpu()  # compare in float64
+    if not bool(isfinite(got).all()) and bool(isfinite(want).all()):
         fail(case, short(expected), f"{short(received)} (contains inf or nan)", hint)
-    if not allclose(received, expected, atol=atol, rtol=rtol):
-        worst = (received - expected).abs().max().item()
+    if not allclose(got, want, atol=atol, rtol=rtol):
+        worst = (got - want).abs().max().item()
         fail(case, short(expected), f"{short(received)} (largest difference {worst:.3g}, tolerance {atol:g})", hint)
 
 
