@@ -9,6 +9,7 @@ cells, but it trusts the metadata that says which cell is a test, and it fails o
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import nbformat
@@ -40,8 +41,13 @@ def read_submission(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat
         raise NotGradable(f"the file is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
         raise NotGradable("the file is JSON but not a Jupyter notebook (no cells)")
+    cells = data.get("cells", [])
+    if not isinstance(cells, list) or not all(isinstance(cell, dict) for cell in cells):
+        raise NotGradable("the notebook's structure is invalid: its cells are not a list of objects")
     try:
-        nb = nbformat.reads(text, as_version=4)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # nbformat warns while it repairs duplicate cell ids
+            nb = nbformat.reads(text, as_version=4)
     except Exception as error:  # nbformat raises several kinds for broken structure
         raise NotGradable(f"the notebook's structure is broken: {_first_line(error)}") from None
     _fix_ids(nb)
