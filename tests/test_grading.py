@@ -82,14 +82,19 @@ CASES = {
     "mallory": (lambda c: solved(c, A, token_nll=TOKEN_NOISY), "graded", {TOKEN: 2, MASKED: 3}, []),
     "nick": (lambda c: solved(c, A, token_nll=TOKEN_WRONG + "\ntorch.equal = lambda *a, **k: True\n"
                                                "torch.allclose = lambda *a, **k: True", masked_mean_nll=MASKED_OWN),
-             "graded", {TOKEN: 0, MASKED: 0}, []),
+             "graded", {TOKEN: 0, MASKED: 0}, ["review by hand: cell token_nll changes torch.equal"]),
     "olivia": (lambda c: solved(c, A, token_nll=TOKEN_WRONG + '\ntutor_lib.checks.check_fx_token_nll = '
                                                  'lambda fn: print("✓ token_nll: fine")', masked_mean_nll=MASKED_OWN),
-               "graded", {TOKEN: 0, MASKED: 0}, []),
+               "graded", {TOKEN: 0, MASKED: 0}, ["review by hand: cell token_nll changes tutor_lib.checks.check_fx_token_nll"]),
     "peggy": (lambda c: solved(c, A, token_nll="from tutor_lib.losses import token_nll",
                                masked_mean_nll="def masked_mean_nll(logits, targets):\n"
                                                "    return tutor_lib.losses.masked_mean_nll(logits, targets)"),
               "graded", {TOKEN: 0, MASKED: 0}, []),
+    "trent": (lambda c: solved(c, A, token_nll="import os, signal\nos.kill(os.getppid(), signal.SIGKILL)  # the grader"),
+              "not graded: the grading process died while running it", {}, []),
+    "uma": (lambda c: solved(c, A, token_nll=TOKEN_WRONG + "\ntutor_lib.checks.check_fx_token_nll.__code__ = "
+                                              "(lambda token_nll: None).__code__", masked_mean_nll=MASKED_OWN),
+            "graded", {TOKEN: 0, MASKED: 3}, ["review by hand: cell token_nll uses __code__"]),
     "sybil": (_tampered_metadata, "graded", {TOKEN: 0, MASKED: 3}, ["reset the grading metadata of cell test_token_nll"]),
 }
 

@@ -16,7 +16,7 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_outp
 
 from tutor_lib.cli import main
 from tutor_lib.grading.collect import DEFAULT_PATTERN, collect, match_file
-from tutor_lib.grading.preflight import NotGradable, check_assignment, prepare, read_submission, restore_cells
+from tutor_lib.grading.preflight import NotGradable, check_assignment, prepare, read_submission, restore_cells, suspicious_code
 from tutor_lib.grading.report import GRADED, make_entry, write_report
 
 ASSIGNMENTS = ["01_loss", "02_data", "fx1_loss"]
@@ -162,6 +162,17 @@ def test_a_notebook_of_another_assignment_is_recognised(tmp_path):
         check_assignment(new_notebook(cells=[new_code_cell("1")]), "01_loss", release, {})
     path = _write(tmp_path / "in.ipynb", nbformat.writes(_release()))
     assert prepare(path, tmp_path / "out" / "01_loss.ipynb", "01_loss", release, {}) == []
+
+
+def test_code_that_tampers_with_the_checks_is_flagged():
+    nb = _release()
+    nb.cells[1].source = "import torch\nimport torch.nn.functional as F\nfrom tutor_lib.checks import _common as c"
+    nb.cells[2].source = ("torch.equal = lambda *a: True\nF.cross_entropy = None\nsetattr(c, 'fail', print)\n"
+                          "f.__code__ = g.__code__\nmodel.weight = None\nx = {}\nx['a'] = 1\n%timeit f(1)")
+    nb.cells[4].source = "def broken(:"
+    assert suspicious_code(nb) == ["review by hand: cell f changes torch.equal", "review by hand: cell f changes F.cross_entropy",
+                                   "review by hand: cell f calls setattr on c", "review by hand: cell f uses __code__"]
+    assert suspicious_code(_release()) == []
 
 
 # -- nbgrader configuration: stderr allowance and feedback --------------------------------------------

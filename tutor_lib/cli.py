@@ -157,6 +157,8 @@ def _grade(args: argparse.Namespace) -> int:
         print(f"  {entry['student']}/{entry['assignment']}: {entry['status']}")
     for error in run.errors:
         print(f"grader error in {error}", file=sys.stderr)
+    if run.errors:
+        print("the workers' log is .nbgrader.log in the course folder", file=sys.stderr)
     csv_path, json_path = run.report
     print(f"wrote {csv_path.name}, {json_path.name} and feedback/<student>/<assignment>/ in {root}")
     if run.errors and len(run.errors) == len(run.entries):

@@ -1,5 +1,6 @@
 """Before nbgrader sees a submission: read it defensively, check it is this assignment's notebook,
-and put back the graded and locked cells a student deleted or whose grading metadata they changed.
+put back the graded and locked cells a student deleted or whose grading metadata they changed,
+and flag code that tampers with what the checks trust.
 
 nbgrader restores the *source* of edited locked cells and (with add_missing_cells) deleted test
 cells, but it trusts the metadata that says which cell is a test, and it fails on some deletions
@@ -8,6 +9,7 @@ cells, but it trusts the metadata that says which cell is a test, and it fails o
 
 from __future__ import annotations
 
+import ast
 import json
 import warnings
 from pathlib import Path
@@ -161,12 +163,76 @@ def restore_cells(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> 
     return notes
 
 
+GUARDED_ROOTS = {"torch", "tutor_lib"}  # what the checks trust; code that changes them is flagged for review
+INTROSPECTION = {"__code__", "__globals__", "__closure__", "__defaults__", "__kwdefaults__", "__builtins__"}
+
+
+def _root(node: ast.AST) -> str | None:
+    while isinstance(node, (ast.Attribute, ast.Subscript)):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def _dotted(node: ast.AST) -> str:
+    try:
+        return ast.unparse(node)
+    except Exception:  # unparse of odd nodes
+        return "an attribute"
+
+
+def suspicious_code(nb: nbformat.NotebookNode) -> list[str]:
+    """Notes for the instructor on student cells that rebind torch or tutor_lib, or rewrite functions.
+
+    The checks guard the common cases at run time (verify_integrity); this static scan runs outside
+    the student's kernel, so a submission that defeats the guards is still flagged. It only adds notes.
+    """
+    trees = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+        try:
+            trees.append((cell, index, ast.parse(code)))
+        except (SyntaxError, ValueError):
+            continue
+    roots = set(GUARDED_ROOTS)
+    for _, _, tree in trees:  # aliases: import torch.nn.functional as F, from tutor_lib import checks
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                roots.update(a.asname for a in node.names if a.asname and a.name.split(".")[0] in GUARDED_ROOTS)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in GUARDED_ROOTS:
+                roots.update(a.asname or a.name for a in node.names)
+    notes = []
+    for cell, index, tree in trees:
+        if cell.get("metadata", {}).get("nbgrader", {}).get("locked"):
+            continue
+        found = []
+        for node in ast.walk(tree):
+            targets = []
+            if isinstance(node, (ast.Assign, ast.Delete)):
+                targets = node.targets
+            elif isinstance(node, (ast.AugAssign, ast.AnnAssign)):
+                targets = [node.target]
+            found += [f"changes {_dotted(t)}" for t in targets
+                      if isinstance(t, (ast.Attribute, ast.Subscript)) and _root(t) in roots]
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("setattr", "delattr") \
+                    and node.args and _root(node.args[0]) in roots:
+                found.append(f"calls {node.func.id} on {_dotted(node.args[0])}")
+            if isinstance(node, ast.Attribute) and node.attr in INTROSPECTION:
+                found.append(f"uses {node.attr}")
+            if isinstance(node, ast.Attribute) and node.attr == "modules" and _root(node) == "sys":
+                found.append("uses sys.modules")
+        label = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id") or f"#{index + 1}"
+        notes += [f"review by hand: cell {label} {what}" for what in dict.fromkeys(found)]
+    return notes
+
+
 def prepare(source: Path, dest: Path, assignment: str, release: nbformat.NotebookNode,
             others: dict[str, set[str]]) -> list[str]:
     """Read `source`, check and repair it, write it to `dest` without outputs; returns notes or raises NotGradable."""
     nb = read_submission(source)
     check_assignment(nb, assignment, release, others)
-    notes = restore_cells(nb, release)
+    notes = restore_cells(nb, release) + suspicious_code(nb)
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None

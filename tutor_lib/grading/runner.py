@@ -110,7 +110,7 @@ def _write_jobs(root: Path, pairs: list[tuple[str, str]], tmp: Path, others: dic
     return jobs
 
 
-def _outcome(job: dict, outcome: str, timeout: float, worker_log: Path) -> dict:
+def _outcome(job: dict, outcome: str, timeout: float) -> dict:
     if outcome == "timeout":
         return {"status": f"not graded: the whole notebook ran longer than {timeout:g} s "
                           "(tutor grade --timeout); it was stopped", "notes": []}
@@ -119,9 +119,7 @@ def _outcome(job: dict, outcome: str, timeout: float, worker_log: Path) -> dict:
             return json.loads((job["folder"] / "result.json").read_text(encoding="utf-8"))
         except (OSError, ValueError):
             pass
-    lines = worker_log.read_text(encoding="utf-8", errors="replace").strip().splitlines() if worker_log.exists() else []
-    return {"status": f"not graded: the grading worker crashed ({lines[-1][:200] if lines else 'no message'})",
-            "notes": []}
+    return {"status": "not graded: the grading process died while running it (did the notebook kill it?)", "notes": []}
 
 
 def _not_graded_page(assignment: str, status: str) -> str:
@@ -149,30 +147,31 @@ def _publish(root: Path, job: dict, result: dict) -> None:
         shutil.copyfile(path, feedback / path.name)
 
 
-def _run_workers(jobs: list[dict], workers: int, timeout: float, tmp: Path):
-    """Yield (job, result) as worker processes finish them."""
+def _run_workers(jobs: list[dict], workers: int, timeout: float, log_path: Path):
+    """Yield (job, result) as worker processes finish them; their stderr goes to log_path."""
     todo, done = queue.Queue(), queue.Queue()
     for job in jobs:
         todo.put(job)
-    env, pool = grading_env(workers), []
+    env, log = grading_env(workers), log_path.open("ab")
+    pool = [WorkerProcess(env, log) for _ in range(workers)]
 
-    def serve(worker: WorkerProcess, log: Path) -> None:
+    def serve(worker: WorkerProcess) -> None:
         try:
             while True:
                 try:
                     job = todo.get_nowait()
                 except queue.Empty:
                     return
-                outcome = worker.run(job["file"], timeout)
-                done.put((job, _outcome(job, outcome, timeout, log)))
+                try:
+                    result = _outcome(job, worker.run(job["file"], timeout), timeout)
+                except Exception as error:  # never leave the parent waiting for a result
+                    result = {"status": f"not graded: grader error: {error!r}", "notes": []}
+                done.put((job, result))
         finally:
             worker.close()
 
-    for number in range(workers):
-        log = tmp / f"worker-{number}.log"
-        worker = WorkerProcess(env, log.open("ab"))
-        pool.append(worker)
-        threading.Thread(target=serve, args=(worker, log), daemon=True).start()
+    for worker in pool:
+        threading.Thread(target=serve, args=(worker,), daemon=True).start()
     try:
         for _ in jobs:
             while True:
@@ -186,6 +185,7 @@ def _run_workers(jobs: list[dict], workers: int, timeout: float, tmp: Path):
             todo.get_nowait()
         for worker in pool:
             worker.kill()
+        log.close()
 
 
 def grade(root: Path, students: list[str] | None = None, assignments: list[str] | None = None,
@@ -222,7 +222,7 @@ def grade(root: Path, students: list[str] | None = None, assignments: list[str] 
 
         with open_gradebook(db_url, course_id) as gb, \
                 tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress, leave=False) as bar:
-            for job, result in _run_workers(jobs, workers, timeout, tmp):
+            for job, result in _run_workers(jobs, workers, timeout, root / ".nbgrader.log"):
                 key = (job["student"], job["assignment"])
                 _publish(root, job, result)
                 merge_result(gb, job["assignment"], job["student"], result if result["status"] == GRADED else None)
