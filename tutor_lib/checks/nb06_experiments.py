@@ -71,6 +71,7 @@ def _diagnose_position(case: str, position: str, received: object) -> None:
     fail(case, f"{position!r} -> {expected!r}", f"{position!r} -> {received!r}", hint)
 
 
+@register
 def expect_flip(case: str, hflip_example, image: torch.Tensor, position: str,
                 expected_image: torch.Tensor | None = None, expected_position: str | None = None) -> None:
     """Call hflip_example(image, position) on a copy and fail with a specific message unless it mirrors both.

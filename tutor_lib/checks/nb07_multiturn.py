@@ -105,6 +105,7 @@ def _diagnose_labels(case: str, conversations, got: list[list[int]], want: list[
         fail(case, expected, received, hint)
 
 
+@register
 def expect_batch(case: str, build_conversation_batch, conversations, expected_ids: list[list[int]] | None = None,
                  expected_labels: list[list[int]] | None = None) -> None:
     """Call the student's function on a copy of `conversations` and compare with the expected tensors.
