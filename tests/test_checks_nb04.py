@@ -1,0 +1,232 @@
+"""The checks of notebook 04_stage1 reject typical wrong implementations and accept correct ones."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from stage_students import make_train, make_train_per_batch
+
+import tutor_lib
+from tutor_lib.checks import CheckError, check_build_caption_batch, check_train_stage1
+from tutor_lib.vocab import END, IGNORE_INDEX, PAD, START
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "solutions" / "04_stage1" / "04_stage1.ipynb"
+
+
+# -- build_caption_batch --------------------------------------------------------------------------
+
+def caption_loop(captions):
+    length = max(len(c) for c in captions) + 1
+    ids = torch.full((len(captions), length), PAD, dtype=torch.long)
+    labels = torch.full((len(captions), length), IGNORE_INDEX, dtype=torch.long)
+    for i, c in enumerate(captions):
+        ids[i, : len(c) + 1] = torch.tensor([START, *c])
+        labels[i, : len(c) + 1] = torch.tensor([*c, END])
+    return ids, labels
+
+
+def caption_pad_sequence(captions):
+    pad = torch.nn.utils.rnn.pad_sequence
+    ids = pad([torch.tensor([START, *c]) for c in captions], batch_first=True, padding_value=PAD)
+    labels = pad([torch.tensor([*c, END]) for c in captions], batch_first=True, padding_value=IGNORE_INDEX)
+    return ids, labels
+
+
+def _padded(rows, value):
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
+
+
+def caption_unshifted(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[START, *c] for c in captions], IGNORE_INDEX)
+
+
+def caption_no_end(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[*c, IGNORE_INDEX] for c in captions], IGNORE_INDEX)
+
+
+def caption_labels_padded_with_pad(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[*c, END] for c in captions], PAD)
+
+
+def caption_inputs_padded_with_ignore(captions):
+    return _padded([[START, *c] for c in captions], IGNORE_INDEX), _padded([[*c, END] for c in captions], IGNORE_INDEX)
+
+
+def caption_end_in_inputs(captions):
+    return _padded([[START, *c, END] for c in captions], PAD), _padded([[*c, END, IGNORE_INDEX] for c in captions], IGNORE_INDEX)
+
+
+def caption_mutates(captions):
+    for c in captions:
+        c.append(END)
+    return _padded([[START, *c[:-1]] for c in captions], PAD), _padded([list(c) for c in captions], IGNORE_INDEX)
+
+
+def caption_float(captions):
+    ids, labels = caption_loop(captions)
+    return ids.float(), labels.float()
+
+
+def caption_lists(captions):
+    ids, labels = caption_loop(captions)
+    return ids.tolist(), labels.tolist()
+
+
+@pytest.mark.parametrize("fn", [caption_loop, caption_pad_sequence, tutor_lib.build_caption_batch])
+def test_caption_batch_accepts(fn, capsys):
+    check_build_caption_batch(fn)
+    assert capsys.readouterr().out.startswith("✓ build_caption_batch")
+
+
+@pytest.mark.parametrize("fn, message", [
+    (caption_unshifted, "labels not shifted"),
+    (caption_no_end, "<end> missing"),
+    (caption_labels_padded_with_pad, "pad labels with IGNORE_INDEX (-100), not PAD (0)"),
+    (caption_inputs_padded_with_ignore, "pad inputs with PAD (0)"),
+    (caption_end_in_inputs, "shape (1, 3)"),
+    (caption_mutates, "do not change the caller's lists"),
+    (caption_float, "dtype torch.int64 (long)"),
+    (caption_lists, "a torch.Tensor"),
+])
+def test_caption_batch_rejects(fn, message):
+    with pytest.raises(CheckError) as error:
+        check_build_caption_batch(fn)
+    text = str(error.value)
+    assert message in text, text
+    assert "expected:" in text and "received:" in text and "hint:" in text
+
+
+# -- train_stage1 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fn", [make_train(1), make_train_per_batch(1)], ids=["vectorised-adam", "per-batch-adamw"])
+def test_train_stage1_accepts(fn, capsys):
+    check_train_stage1(fn)
+    assert "only the projector changed" in capsys.readouterr().out
+
+
+def test_train_stage1_accepts_the_notebook_solution(capsys):
+    namespace = _notebook_namespace()
+    check_train_stage1(namespace["train_stage1"])
+    assert capsys.readouterr().out.startswith("✓ train_stage1")
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ({"freeze": "none", "all_parameters": True}, "language_model changed"),
+    ({"freeze": "other_stage"}, "stage 1 trains only the projector"),
+    ({"slice_offset": -1}, "logits sliced one position off"),
+    ({"slice_offset": 1}, "logits sliced one position off"),
+    ({"shift": False}, "labels not shifted"),
+    ({"reduction": "sum"}, "summed instead of averaged"),
+    ({"epoch_value": "per_batch"}, "one loss per batch"),
+    ({"epoch_value": "last"}, "last batch's loss"),
+    ({"epoch_value": "sum"}, "sum of the 3 batch losses"),
+    ({"epoch_value": "per_sample"}, "divided by the number of samples"),
+    ({"epoch_value": "tensor"}, "loss.item()"),
+    ({"freeze": "method"}, "not model.set_stage(stage)"),
+    ({"maximize": True}, "the loss goes down"),
+])
+def test_train_stage1_rejects(mistake, message):
+    with pytest.raises(CheckError) as error:
+        check_train_stage1(make_train(1, **mistake))
+    text = str(error.value)
+    assert message in text, text
+    assert "expected:" in text and "received:" in text and "hint:" in text
+
+
+def test_train_stage1_rejects_a_wrong_signature():
+    def train_stage1(model, dataset, epochs=30, batch_size=32, lr=1e-3):
+        return make_train(1)(model, dataset, epochs, batch_size, lr)
+
+    with pytest.raises(CheckError, match="keep the signature"):
+        check_train_stage1(train_stage1)
+
+
+def test_train_stage1_names_the_mistake_of_its_caption_builder():
+    """A right loop that uses a build_caption_batch without <end>: the message names that mistake."""
+    namespace = _notebook_namespace()
+    namespace["build_caption_batch"] = caption_no_end
+    with pytest.raises(CheckError, match="<end> not supervised"):
+        check_train_stage1(namespace["train_stage1"])
+
+
+def test_train_stage1_points_at_a_broken_caption_builder():
+    """A right loop whose builder makes an unlisted mistake: the message says to fix the builder first."""
+    namespace = _notebook_namespace()
+    namespace["build_caption_batch"] = lambda captions: caption_loop([c[::-1] for c in captions])
+    with pytest.raises(CheckError, match="your build_caption_batch does not pass its own check yet"):
+        check_train_stage1(namespace["train_stage1"])
+
+
+def test_train_stage1_check_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_train_stage1(make_train(1))
+    assert torch.equal(torch.rand(3), expected)
+
+
+# -- the hidden tests of the notebook -----------------------------------------------------------------
+
+def _cell(cell_id: str) -> str:
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    return "".join(next(c for c in cells if c.get("id") == cell_id)["source"])
+
+
+def _notebook_namespace() -> dict:
+    """The notebook's imports and solutions, executed as the notebook would."""
+    namespace: dict = {}
+    exec("import torch\nimport tutor_lib\nimport tutor_lib.checks\ndevice = torch.device('cpu')", namespace)
+    for cell_id in ("imports", "build_caption_batch", "train_stage1"):
+        exec(_cell(cell_id), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("cell_id", ["test_build_caption_batch", "test_train_stage1"])
+def test_test_cells_pass_on_the_solution(cell_id, capsys):
+    exec(_cell(cell_id), _notebook_namespace())
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cell_id, name, reference", [
+    ("test_build_caption_batch", "build_caption_batch", tutor_lib.batching.build_caption_batch),
+    ("test_train_stage1", "train_stage1", tutor_lib.train.train_stage1),
+])
+def test_hidden_tests_reject_the_reference(cell_id, name, reference):
+    namespace = _notebook_namespace()
+    namespace[name] = reference
+    with pytest.raises(CheckError, match="is your own implementation"):
+        exec(_cell(cell_id), namespace)
+
+
+@pytest.mark.parametrize("cell_id, wrapper", [
+    ("test_build_caption_batch", "def build_caption_batch(captions):\n    return tutor_lib.build_caption_batch(captions)\n"),
+    ("test_train_stage1", "from tutor_lib.train import fit, caption_tensors\n"
+                          "def train_stage1(model, dataset, num_epochs=30, batch_size=32, lr=1e-3):\n"
+                          "    set_stage(model, 1)\n"
+                          "    return fit(model, *caption_tensors(dataset), num_epochs, batch_size, lr, progress=False)\n"),
+])
+def test_hidden_tests_reject_a_wrapper_around_the_reference(cell_id, wrapper):
+    namespace = _notebook_namespace()
+    exec(wrapper, namespace)
+    with pytest.raises(CheckError, match="is your own implementation"):
+        exec(_cell(cell_id), namespace)
+
+
+def test_hidden_tests_reject_a_wrong_stage1_the_visible_check_cannot_see():
+    """The hidden inline case runs a batch size that does not divide the dataset."""
+    namespace = _notebook_namespace()
+    source = _cell("test_train_stage1").replace("tutor_lib.checks.check_train_stage1(train_stage1)\n", "")
+
+    def train_stage1(model, dataset, num_epochs=30, batch_size=32, lr=1e-3):
+        if len(dataset) % batch_size:
+            raise ValueError("the dataset must split into whole batches")
+        return make_train(1)(model, dataset, num_epochs, batch_size, lr)
+
+    namespace["train_stage1"] = train_stage1
+    with pytest.raises(ValueError):
+        exec(source, namespace)
