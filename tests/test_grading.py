@@ -238,3 +238,17 @@ def test_another_gradebook_url(batch):
         assert db.execute("SELECT id FROM student").fetchall() == [("bob",)]
         assert db.execute("SELECT count(*) FROM grade WHERE auto_score = 0").fetchone() == (2,)
     assert (course / "grades.json").read_bytes() == batch[2]  # the other rows came from the course gradebook
+
+
+def test_manual_scores_survive_a_regrade(batch):
+    from nbgrader.api import Gradebook
+
+    course = batch[0]
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        gb.find_grade("why_double", "fx2_short", "fx2_short", "alice").manual_score = 1.0  # as formgrader does
+        gb.db.commit()
+    proc = tutor("grade", "--student", "alice", "--assignment", "fx2_short", "--no-progress", cwd=course)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = entries(course)[("alice", "fx2_short")]
+    assert points(entry) == {"test_double": 1, "why_double": 1} and entry["total"] == 2, (entry, proc.stdout)
+    assert entry["needs_manual_grading"] == [], entry

@@ -152,7 +152,7 @@ def _run_workers(jobs: list[dict], workers: int, timeout: float, log_path: Path)
     todo, done = queue.Queue(), queue.Queue()
     for job in jobs:
         todo.put(job)
-    env, log = grading_env(workers), log_path.open("ab")
+    env, log = grading_env(), log_path.open("ab")
     pool = [WorkerProcess(env, log) for _ in range(workers)]
 
     def serve(worker: WorkerProcess) -> None:
