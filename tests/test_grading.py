@@ -109,6 +109,9 @@ def batch(tmp_path_factory):
     (course / "submitted" / "quinn" / A).mkdir(parents=True)
     (course / "submitted" / "quinn" / A / "notes.txt").write_text("forgot the notebook")
     submit(course, "alice", "fx2_short", solved(course, "fx2_short"))  # with a written answer to grade by hand
+    submit(course, "victor", A, solved(course, A))  # with a package that would shadow tutor_lib in the kernel
+    (course / "submitted" / "victor" / A / "tutor_lib").mkdir()
+    (course / "submitted" / "victor" / A / "tutor_lib" / "__init__.py").write_text("raise SystemExit('shadowed')")
     proc = tutor("grade", "--workers", "2", "--no-progress", cwd=course)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return course, proc, (course / "grades.json").read_bytes(), (course / "grades.csv").read_bytes()
@@ -142,7 +145,8 @@ def test_other_outcomes(batch):
     written = found[("alice", "fx2_short")]
     assert written["status"] == "graded" and points(written) == {"test_double": 1, "why_double": None}
     assert written["needs_manual_grading"] == ["why_double"] and written["total"] == 1 and written["max_total"] == 2
-    assert len(found) == len(CASES) + 3
+    assert found[("victor", A)]["status"] == "graded" and found[("victor", A)]["total"] == 5  # extra files ignored
+    assert len(found) == len(CASES) + 4
     assert f"graded {len(found)} notebooks" in proc.stdout and "not graded" in proc.stdout
 
 

@@ -188,12 +188,8 @@ def _run_workers(jobs: list[dict], workers: int, timeout: float, log_path: Path)
         log.close()
 
 
-def grade(root: Path, students: list[str] | None = None, assignments: list[str] | None = None,
-          workers: int | None = None, db_url: str | None = None, timeout: float = DEFAULT_TIMEOUT,
-          progress: bool = True) -> GradeRun:
-    """Autograde the selected submissions of submitted/ in parallel; write grades.csv/json and feedback/."""
-    started = time.monotonic()
-    root = Path(root).resolve()
+def _select(root: Path, students: list[str] | None, assignments: list[str] | None):
+    """All (student, assignment) submissions, the selected ones, and the folders skipped; errors for bad filters."""
     known = list_assignments(root)
     for name in assignments or []:
         if name not in known:
@@ -207,6 +203,36 @@ def grade(root: Path, students: list[str] | None = None, assignments: list[str] 
             raise ValueError(f"no submissions of student {name!r} in submitted/ (for the chosen assignments)")
     if not pairs:
         raise ValueError("nothing to grade: submitted/ holds no <student>/<assignment>/ folders")
+    return known, all_pairs, pairs, skipped
+
+
+def _report_entries(gb, all_pairs: list[tuple[str, str]], results: dict, previous: dict, info: dict) -> dict:
+    """A report entry for every submission: this run's result, else the previous report's, else "not graded yet"."""
+    entries = {}
+    for key in all_pairs:
+        student, assignment = key
+        earlier = results.get(key) or previous.get(key) or {"status": NOT_YET, "notes": []}
+        status, notes = earlier["status"], earlier.get("notes", [])
+        # Scores come from the gradebook, so a grader's manual scores show up in the report.
+        scores = read_scores(gb, assignment, student) if status == GRADED else None
+        if status == GRADED and scores is None and key in previous and key not in results:
+            entries[key] = previous[key]  # graded with another gradebook (--db): keep that row
+            continue
+        if status == GRADED and scores is None:
+            status = NO_GRADES
+        order, maxima, _ = info[assignment]
+        entries[key] = make_entry(student, assignment, status, scores or maxima, order, notes)
+    return entries
+
+
+def grade(root: Path, students: list[str] | None = None, assignments: list[str] | None = None,
+          workers: int | None = None, db_url: str | None = None, timeout: float = DEFAULT_TIMEOUT,
+          progress: bool = True) -> GradeRun:
+    """Autograde the selected submissions of submitted/ in parallel; write grades.csv/json and feedback/."""
+    from tqdm.auto import tqdm
+
+    started, root = time.monotonic(), Path(root).resolve()
+    known, all_pairs, pairs, skipped = _select(root, students, assignments)
     db_url = db_url or default_db_url(root)
     workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(pairs)))
     course_id = load_config(root / "nbgrader_config.py", root, db_url).CourseDirectory.get("course_id", "")
@@ -218,33 +244,16 @@ def grade(root: Path, students: list[str] | None = None, assignments: list[str] 
     try:
         _prepare_templates(root, sorted({a for _, a in pairs}), tmp, db_url)
         jobs = _write_jobs(root, pairs, tmp, others)
-        from tqdm.auto import tqdm
-
-        with open_gradebook(db_url, course_id) as gb, \
-                tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress, leave=False) as bar:
-            for job, result in _run_workers(jobs, workers, timeout, root / ".nbgrader.log"):
-                key = (job["student"], job["assignment"])
-                _publish(root, job, result)
-                merge_result(gb, job["assignment"], job["student"], result if result["status"] == GRADED else None)
-                results[key] = result
-                bar.set_postfix_str(f"{key[0]}/{key[1]}", refresh=False)
-                bar.update(1)
-
-            previous = load_entries(root / "grades.json")
-            entries = {}
-            for key in all_pairs:
-                student, assignment = key
-                earlier = results.get(key) or previous.get(key) or {"status": NOT_YET, "notes": []}
-                status, notes = earlier["status"], earlier.get("notes", [])
-                # Scores come from the gradebook, so a grader's manual scores show up in the report.
-                scores = read_scores(gb, assignment, student) if status == GRADED else None
-                if status == GRADED and scores is None and key in previous and key not in results:
-                    entries[key] = previous[key]  # graded with another gradebook (--db): keep that row
-                    continue
-                if status == GRADED and scores is None:
-                    status = NO_GRADES
-                order, maxima, _ = info[assignment]
-                entries[key] = make_entry(student, assignment, status, scores or maxima, order, notes)
+        with open_gradebook(db_url, course_id) as gb:
+            with tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress, leave=False) as bar:
+                for job, result in _run_workers(jobs, workers, timeout, root / ".nbgrader.log"):
+                    key = (job["student"], job["assignment"])
+                    _publish(root, job, result)
+                    merge_result(gb, key[1], key[0], result if result["status"] == GRADED else None)
+                    results[key] = result
+                    bar.set_postfix_str(f"{key[0]}/{key[1]}", refresh=False)
+                    bar.update(1)
+            entries = _report_entries(gb, all_pairs, results, load_entries(root / "grades.json"), info)
         report = write_report(root, list(entries.values()), course_id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

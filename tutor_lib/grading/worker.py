@@ -19,8 +19,6 @@ from . import preprocessors
 from .gradebook import api_error, load_config, make_api, read_autogrades
 from .preflight import NotGradable, prepare
 
-MAX_EXTRA_FILE_BYTES = 20 * 2**20  # other files a student submitted are copied up to this size
-
 
 def _pick_notebook(folder: Path, assignment: str) -> tuple[Path, list[str]]:
     expected = folder / f"{assignment}.ipynb"
@@ -33,13 +31,13 @@ def _pick_notebook(folder: Path, assignment: str) -> tuple[Path, list[str]]:
     raise NotGradable(f"no {expected.name} in the submission (found: {names})")
 
 
-def _copy_extra_files(source: Path, dest: Path) -> None:
-    for path in source.rglob("*"):
-        relative = path.relative_to(source)
-        if (path.is_file() and not path.is_symlink() and path.suffix != ".ipynb" and ".ipynb_checkpoints" not in relative.parts
-                and path.stat().st_size <= MAX_EXTRA_FILE_BYTES):
-            (dest / relative).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(path, dest / relative)
+def _copy_timestamp(source: Path, dest: Path) -> None:
+    # Only the notebook and nbgrader's timestamp.txt (late penalties) are graded. Other files a student
+    # put next to the notebook are left out: a tutor_lib/ or torch.py there would shadow the real
+    # packages in the kernel, whose working folder this is.
+    dest.mkdir(parents=True, exist_ok=True)
+    if (source / "timestamp.txt").is_file():
+        shutil.copyfile(source / "timestamp.txt", dest / "timestamp.txt")
 
 
 def grade_job(job: dict) -> dict:
@@ -49,7 +47,7 @@ def grade_job(job: dict) -> dict:
     result: dict = {"status": "graded", "notes": []}
     try:
         notebook, result["notes"] = _pick_notebook(Path(job["submission"]), assignment)
-        _copy_extra_files(Path(job["submission"]), submitted)
+        _copy_timestamp(Path(job["submission"]), submitted)
         release = nbformat.read(job["release"], as_version=4)
         others = {name: set(ids) for name, ids in job["others"].items()}
         result["notes"] += prepare(notebook, submitted / f"{assignment}.ipynb", assignment, release, others)
