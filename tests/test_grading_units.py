@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shutil
 import sqlite3
 import zipfile
 from pathlib import Path
@@ -284,3 +285,15 @@ def test_release_twice_changes_nothing(tmp_path):
     assert first[0]["assignment"] and first[0]["grade_cells"]
     assert main(["release", "--course-dir", str(course)]) == 0
     assert snapshot() == first
+
+
+def test_release_without_gradebook_touches_no_gradebook(tmp_path):
+    from tutor_lib.course import generate_releases
+
+    course = tmp_path / "course"
+    course.mkdir()
+    (course / "nbgrader_config.py").write_text((ROOT / "nbgrader_config.py").read_text())
+    shutil.copytree(FIXTURE / "solutions", course / "solutions")
+    written = generate_releases(course, release_dir=tmp_path / "out")
+    assert sorted(p.name for p in written) == ["fx1_loss.ipynb", "fx2_short.ipynb"]
+    assert not list(course.rglob("*.db")) and not list(tmp_path.rglob("gradebook.db"))

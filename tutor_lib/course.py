@@ -56,9 +56,11 @@ def generate_releases(root: Path, assignments: list[str] | None = None, release_
     from .grading.gradebook import api_error, default_db_url, load_config, make_api  # nbgrader: imported on use
 
     release_dir = Path(release_dir or root / "notebooks").resolve()
-    config = load_config(root / "nbgrader_config.py", root, db_url or default_db_url(root),
+    # Without use_db nothing may touch a gradebook: nbgrader's --no-db is these two settings (and an
+    # in-memory URL makes sure no gradebook.db file appears).
+    config = load_config(root / "nbgrader_config.py", root, (db_url or default_db_url(root)) if use_db else "sqlite://",
                          CourseDirectory={"release_directory": str(release_dir)},
-                         GenerateAssignment={"no_database": not use_db})
+                         GenerateAssignment={"no_database": not use_db}, SaveCells={"enabled": use_db})
     api = make_api(config)  # in-process: one interpreter start for all assignments
     written = []
     for name in assignments or list_assignments(root):
