@@ -256,3 +256,27 @@ def test_manual_scores_survive_a_regrade(batch):
     entry = entries(course)[("alice", "fx2_short")]
     assert points(entry) == {"test_double": 1, "why_double": 1} and entry["total"] == 2, (entry, proc.stdout)
     assert entry["needs_manual_grading"] == [], entry
+
+
+def test_whole_notebook_timeout_stops_it_and_leaves_no_process(batch):
+    import psutil
+
+    course = batch[0]
+    nap = "import time\ntime.sleep(4)  # under the cell limit, but they add up\n"
+    submit(course, "walter", A, solved(course, A, token_nll=nap + TOKEN_WRONG, masked_mean_nll=nap + MASKED_OWN,
+                                       demo_train=nap))
+    proc = tutor("grade", "--student", "walter", "--timeout", "10", "--no-progress", cwd=course)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = entries(course)[("walter", A)]
+    assert entry["status"] == "not graded: the whole notebook ran longer than 10 s (tutor grade --timeout); it was stopped"
+    assert entry["total"] is None
+    leftovers = []
+    for process in psutil.process_iter(["cmdline"]):  # walter's kernel, or a worker of this course
+        try:
+            cwd = process.cwd()
+            worker = any("tutor_lib.grading.worker" in part for part in process.cmdline())
+            if "/autograded/walter/" in cwd or (worker and cwd == str(course)):
+                leftovers.append(process.info["cmdline"])
+        except psutil.Error:
+            continue
+    assert not leftovers, leftovers
