@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import html
 import json
+import os
 import re
 import sqlite3
 
@@ -271,11 +272,10 @@ def test_whole_notebook_timeout_stops_it_and_leaves_no_process(batch):
     assert entry["status"] == "not graded: the whole notebook ran longer than 10 s (tutor grade --timeout); it was stopped"
     assert entry["total"] is None
     leftovers = []
-    for process in psutil.process_iter(["cmdline"]):  # walter's kernel, or a worker of this course
+    for process in psutil.process_iter(["cmdline"]):  # walter's kernel, or a worker whose run has ended
         try:
-            cwd = process.cwd()
-            worker = any("tutor_lib.grading.worker" in part for part in process.cmdline())
-            if "/autograded/walter/" in cwd or (worker and cwd == str(course)):
+            cwd = process.cwd()  # a worker works in its run's temporary folder, deleted when the run ends
+            if "/autograded/walter/" in cwd or ("tutor-grade-" in cwd and not os.path.isdir(cwd.removesuffix(" (deleted)"))):
                 leftovers.append(process.info["cmdline"])
         except psutil.Error:
             continue
