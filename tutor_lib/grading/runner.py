@@ -188,6 +188,11 @@ def _run_workers(jobs: list[dict], workers: int, timeout: float, log_path: Path)
         log.close()
 
 
+def _cores() -> int:
+    """CPU cores this process may use (all of them where the OS cannot say, as on macOS)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def _select(root: Path, students: list[str] | None, assignments: list[str] | None):
     """All (student, assignment) submissions, the selected ones, and the folders skipped; errors for bad filters."""
     known = list_assignments(root)
@@ -234,7 +239,7 @@ def grade(root: Path, students: list[str] | None = None, assignments: list[str] 
     started, root = time.monotonic(), Path(root).resolve()
     known, all_pairs, pairs, skipped = _select(root, students, assignments)
     db_url = db_url or default_db_url(root)
-    workers = max(1, min(workers or len(os.sched_getaffinity(0)), len(pairs)))
+    workers = max(1, min(workers or _cores(), len(pairs)))
     course_id = load_config(root / "nbgrader_config.py", root, db_url).CourseDirectory.get("course_id", "")
     info = {name: _exercises(root, name) for name in known}
     others = {name: sorted(ids) for name, (_, _, ids) in info.items()}
