@@ -156,6 +156,7 @@ def _run_workers(jobs: list[dict], workers: int, timeout: float, log_path: Path)
     pool = [WorkerProcess(env, log) for _ in range(workers)]
 
     def serve(worker: WorkerProcess) -> None:
+        """Feed one worker jobs until none are left."""
         try:
             while True:
                 try:

@@ -60,11 +60,12 @@ def grade_job(job: dict) -> dict:
     autograded = api.autograde(assignment, student, force=True, create=True)
     if not autograded["success"]:
         reason = preprocessors.last_failure() or f"nbgrader could not run the notebook: {api_error(autograded)}"
+        reason = reason.replace(f"{course}/", "")  # no temporary paths: a regrade must give the same report
         return {**result, "status": f"not graded: {reason}", "log": autograded.get("log", "")[-4000:]}
     result.update(read_autogrades(db_url, assignment, student))
     feedback = api.generate_feedback(assignment, student, force=True)
     if not feedback["success"]:
-        result["notes"].append(f"no feedback: {api_error(feedback)}")
+        result["notes"].append(f"no feedback: {api_error(feedback)}".replace(f"{course}/", ""))
     return result
 
 
