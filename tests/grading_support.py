@@ -12,7 +12,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "course"
 
-# Short limits so the timeout cases take seconds; what they exercise is the same as with 120 s.
+# Short limits so the timeout cases take seconds; what they exercise is the same as with 120 s. A setup
+# cell (import torch) must still fit on a busy 2-core CI machine.
+CELL_TIMEOUT = 10
 TEST_LIMITS = """
 # --- grading tests: short limits ---
 c.Execute.timeout = {cell}
@@ -22,7 +24,7 @@ c.GuardedExecute.interrupt_grace = 3
 
 
 def make_course(folder: Path, solutions: Path = FIXTURE / "solutions", assignments: list[str] | None = None,
-                cell_timeout: int = 6) -> Path:
+                cell_timeout: int = CELL_TIMEOUT) -> Path:
     """A course folder: the repository's nbgrader_config.py (with short limits), solutions/ and fresh notebooks/."""
     from tutor_lib.course import generate_releases
 

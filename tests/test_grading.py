@@ -16,7 +16,7 @@ import re
 import sqlite3
 
 import pytest
-from grading_support import entries, hidden_lines, load, make_course, points, solved, submit, tutor, untouched
+from grading_support import CELL_TIMEOUT, entries, hidden_lines, load, make_course, points, solved, submit, tutor, untouched
 
 pytestmark = pytest.mark.slow
 
@@ -72,7 +72,7 @@ CASES = {
     "frank": (lambda c: solved(c, A, masked_mean_nll="while True:\n    pass\n\n" + MASKED_OWN),
               "graded", {TOKEN: 2, MASKED: 0}, []),
     "grace": (lambda c: solved(c, A, masked_mean_nll=SWALLOW),
-              "not graded: cell masked_mean_nll ran past the 6 s limit and ignored the interrupt", {}, []),
+              f"not graded: cell masked_mean_nll ran past the {CELL_TIMEOUT} s limit and ignored the interrupt", {}, []),
     "heidi": (lambda c: solved(c, A, token_nll="import os\nos._exit(1)"),
               "not graded: the kernel died while running cell token_nll", {}, []),
     "ivan": (_broken_json, "not graded: the file is not valid JSON", {}, []),
