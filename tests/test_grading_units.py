@@ -264,11 +264,16 @@ def test_grade_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["grade", "--workers", "0", "--course-dir", str(course)])
     assert usage.value.code == 2
+    fcntl = pytest.importorskip("fcntl")
+    with (course / ".nbgrader.log").open("ab") as other_run:  # as a second `tutor grade` would find it
+        fcntl.flock(other_run, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert main(["grade", "--course-dir", str(course)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[0].startswith("tutor grade: error: no submitted/ folder in")
     assert err[1] == "tutor grade: error: unknown assignment 'nope' (solutions/ has: fx1_loss)"
     assert err[2] == "tutor grade: error: no submissions of student 'zed' in submitted/ (for the chosen assignments)"
     assert err[3].startswith("tutor grade: error: argument --workers: expected a number >= 1")
+    assert err[4] == f"tutor grade: error: another tutor grade is running in {course}; wait for it to finish"
 
 
 @pytest.mark.slow

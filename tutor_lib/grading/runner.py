@@ -8,6 +8,7 @@ one at a time as they arrive, so parallel grading cannot corrupt SQLite.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import os
@@ -235,10 +236,30 @@ def grade(root: Path, students: list[str] | None = None, assignments: list[str] 
           workers: int | None = None, db_url: str | None = None, timeout: float = DEFAULT_TIMEOUT,
           progress: bool = True) -> GradeRun:
     """Autograde the selected submissions of submitted/ in parallel; write grades.csv/json and feedback/."""
-    from tqdm.auto import tqdm
-
     started, root = time.monotonic(), Path(root).resolve()
     known, all_pairs, pairs, skipped = _select(root, students, assignments)
+    with _one_run_at_a_time(root):
+        return _grade(root, started, known, all_pairs, pairs, skipped, workers, db_url, timeout, progress)
+
+
+@contextlib.contextmanager
+def _one_run_at_a_time(root: Path):
+    """Hold a lock on the course's .nbgrader.log: two runs would overwrite each other's reports."""
+    with (root / ".nbgrader.log").open("ab") as handle:
+        try:
+            import fcntl
+
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            raise RuntimeError(f"another tutor grade is running in {root}; wait for it to finish") from None
+        yield
+
+
+def _grade(root, started, known, all_pairs, pairs, skipped, workers, db_url, timeout, progress) -> GradeRun:
+    from tqdm.auto import tqdm
+
     db_url = db_url or default_db_url(root)
     workers = max(1, min(workers or _cores(), len(pairs)))
     course_id = load_config(root / "nbgrader_config.py", root, db_url).CourseDirectory.get("course_id", "")
