@@ -122,6 +122,17 @@ def test_token_nll_rejects_mistakes(fn, fragments, capsys):
     assert capsys.readouterr().err == ""
 
 
+def test_expected_value_is_shown_in_the_students_dtype():
+    """The reference is computed in float64; next to a float32 result it must not read as a dtype requirement."""
+    with pytest.raises(CheckError) as info:
+        check_token_nll(nll_missing_minus)
+    expected_line, received_line = (line for line in str(info.value).splitlines()
+                                    if line.strip().startswith(("expected:", "received:")))
+    assert "dtype torch.float32" in expected_line and "float64" not in expected_line, expected_line
+    assert "dtype torch.float32" in received_line
+    assert "0.3595" in expected_line and "-0.3595" in received_line
+
+
 # -- masked_mean_nll: correct variants --------------------------------------------------------------
 
 def masked_filter(logits, targets, ignore_index=-100):

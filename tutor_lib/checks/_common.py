@@ -105,11 +105,16 @@ def expect_close(case: str, received: torch.Tensor, expected: torch.Tensor, atol
     """Fail unless the tensors have the same shape, are finite where expected is, and agree within tolerance."""
     expect_tensor(case, received, tuple(expected.shape))
     got, want = received.detach().double().cpu(), expected.detach().double().cpu()  # compare in float64
+    # The reference is often computed in float64; shown as such next to a float32 result it reads as if the
+    # dtype were the problem. Show it in the student's floating dtype: only the values are being compared.
+    shown = expected.detach().cpu()
+    if shown.is_floating_point() and received.is_floating_point():
+        shown = shown.to(received.dtype)
     if not bool(isfinite(got).all()) and bool(isfinite(want).all()):
-        fail(case, short(expected), f"{short(received)} (contains inf or nan)", hint)
+        fail(case, short(shown), f"{short(received)} (contains inf or nan)", hint)
     if not allclose(got, want, atol=atol, rtol=rtol):
         worst = (got - want).abs().max().item()
-        fail(case, short(expected), f"{short(received)} (largest difference {worst:.3g}, tolerance {atol:g})", hint)
+        fail(case, short(shown), f"{short(received)} (largest difference {worst:.3g}, tolerance {atol:g})", hint)
 
 
 # -- guards used by the hidden tests ---------------------------------------------------------------
