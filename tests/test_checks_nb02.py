@@ -152,6 +152,16 @@ def draw_float_radius(color, shape, position, image_size=64, noise_std=0.05, gen
     return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
 
 
+def draw_floor_first(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    """3 * (S // 4) for the far centers: right at sizes 64 and 48, one pixel off at 30."""
+    row, col = CENTERS[position]
+    cy, cx = (3 * (image_size // 4) if k == 3 else k * image_size // 4 for k in (row, col))
+    r = image_size // 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2 if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
 def test_check_geometry_is_the_reference_geometry():
     for size in (64, 48, 30):
         for color in COLORS:
@@ -183,6 +193,7 @@ def test_draw_shape_accepts_correct_variants(fn, capsys):
     (draw_uint8, ["floating-point", "0-255"]),
     (draw_pure_colors, ["its color differs", "(1.0, 0.1, 0.1)"]),
     (draw_float_radius, ["radius is image_size // 6"]),
+    (draw_floor_first, ["image_size=30", "(3 * S) // 4", "not 3 * (S // 4)"]),
 ])
 def test_draw_shape_rejects_mistakes(fn, fragments, capsys):
     with pytest.raises(CheckError) as info:

@@ -27,9 +27,11 @@ _zeros = torch.zeros
 # -- draw_shape -----------------------------------------------------------------------------------
 
 def _geometry(color: str, shape: str, position: str, size: int, *, strict: bool = True, swap: bool = False,
-              float_radius: bool = False, float_centers: bool = False) -> torch.Tensor:
+              float_radius: bool = False, float_centers: bool = False, floor_first: bool = False) -> torch.Tensor:
     """The seed's noise-free drawing (3, S, S), or one of the typical variations of it."""
     row, col = (float(v) for v in shape_centers(size)[POSITIONS.index(position)])
+    if floor_first:  # 3 * (S // 4) instead of 3 * S // 4 for the far rows and columns
+        row, col = (3 * (size // 4) if v == 3 * size // 4 else v for v in (row, col))
     if float_centers:
         fractions = {"top-left": (1 / 4, 1 / 4), "top-right": (1 / 4, 3 / 4), "bottom-left": (3 / 4, 1 / 4),
                      "bottom-right": (3 / 4, 3 / 4), "center": (1 / 2, 1 / 2)}[position]
@@ -86,6 +88,8 @@ def _geometry_case(fn, color: str, shape: str, position: str, size: int) -> None
         "the edge is included: a pixel belongs to the shape only when strictly inside (<, not <=)": dict(strict=False),
         "the radius is image_size // 6, an integer": dict(float_radius=True),
         "centers are integers: S // 4, S // 2 and 3 * S // 4": dict(float_centers=True),
+        "the far center is 3 * S // 4, i.e. (3 * S) // 4: multiply before dividing, not 3 * (S // 4)":
+            dict(floor_first=True),
     }
     hint = "compare with the geometry in the text: radius S // 6, centers at S // 4, S // 2, 3 * S // 4, strict <"
     for text, options in variants.items():
