@@ -251,6 +251,14 @@ def stage_type_error(model, stage):
     stage_modules(model, stage)
 
 
+def stage_raises_too_late(model, stage):
+    model.vision_encoder.requires_grad_(False)
+    model.projector.requires_grad_(True)
+    model.language_model.requires_grad_(stage == 2)
+    if stage not in (1, 2):
+        raise ValueError(f"no stage {stage}")
+
+
 def stage_reinitialises(model, stage):
     stage_modules(model, stage)
     model.projector.fc1.reset_parameters()
@@ -275,6 +283,7 @@ def test_set_stage_accepts_correct_variants(fn, capsys):
     (stage_range_check, ["set_stage(model, 1.5)", "no exception"]),
     (stage_type_error, ["set_stage(model, 0)", "KeyError"]),
     (stage_reinitialises, ["weights", "projector.fc1.weight changed"]),
+    (stage_raises_too_late, ["set_stage(model, 0)", "only after switching", "raise before touching the model"]),
 ])
 def test_set_stage_rejects_mistakes(fn, fragments, capsys):
     with pytest.raises(CheckError) as info:

@@ -203,10 +203,24 @@ def check_set_stage(set_stage) -> None:
     for stage in (0, 3, -1, 1.5):
         case = f"set_stage(model, {stage!r})"
         hint = "LLaVA has exactly two stages: raise ValueError(...) for anything but 1 and 2, before changing anything"
+        # A state no stage produces (vision encoder on, projector off, language model half on), so that any
+        # requires_grad switch made before the ValueError shows.
+        odd = _model()
+        odd.vision_encoder.requires_grad_(True)
+        odd.projector.requires_grad_(False)
+        for i, p in enumerate(odd.language_model.parameters()):
+            p.requires_grad_(i % 2 == 0)
+        before = _flags(odd)
         try:
             with quiet(), contextlib.redirect_stdout(io.StringIO()):
-                set_stage(_model(), stage)
+                set_stage(odd, stage)
         except ValueError:
+            after = _flags(odd)
+            switched = [name for box in _BOXES for (name, flag), (_, was) in zip(after[box], before[box]) if flag != was]
+            if switched:
+                fail(case, "ValueError, with every requires_grad flag left as it was",
+                     f"ValueError, but only after switching {len(switched)} parameter tensors, e.g. {switched[0]}",
+                     "check the stage first and raise before touching the model: a bad call must change nothing")
             continue
         except Exception as error:  # the wrong kind of error is the student's to see
             fail(case, "ValueError", f"{type(error).__name__}: {error}", hint)
