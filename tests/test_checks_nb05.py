@@ -143,6 +143,12 @@ def test_train_stage2_rejects(mistake, message):
     assert "expected:" in text and "received:" in text and "hint:" in text
 
 
+def test_train_stage2_says_what_must_change_in_plain_english():
+    with pytest.raises(CheckError) as error:
+        check_train_stage2(make_train(2, freeze="other_stage"))
+    assert "expected: the projector and the language model change\n" in str(error.value), str(error.value)
+
+
 def test_train_stage2_names_the_mistake_of_its_instruction_builder():
     namespace = _notebook_namespace()
     namespace["build_instruction_batch"] = instruction_question_supervised

@@ -323,12 +323,13 @@ def check_training(name: str, fn: Callable, stage: int, defaults: dict[str, floa
         must_change = ("projector",) if stage == 1 else ("projector", "language_model")
         frozen = [b for b in BOXES if b not in must_change]
         what = "only the projector" if stage == 1 else "the projector and the language model"
+        verb = "changes" if stage == 1 else "change"
         for box in frozen:
             if changed[box]:
                 hint = ("stage 1 trains only the projector: call set_stage(model, 1) and give the optimizer only the "
                         "parameters that require grad" if box == "language_model" else
                         "the vision encoder never trains: leave its requires_grad off and keep it out of the optimizer")
-                fail(case, f"{what} changes; {box} bit-identical",
+                fail(case, f"{what} {verb}; {box} bit-identical",
                      f"{box} changed: {', '.join(changed[box][:3])}{' ...' if len(changed[box]) > 3 else ''}", hint)
         for box in must_change:
             if not changed[box]:
@@ -337,7 +338,7 @@ def check_training(name: str, fn: Callable, stage: int, defaults: dict[str, floa
                 if stage == 2 and box == "language_model":
                     hint = ("the model arrives from stage 1 with its language model frozen: call set_stage(model, 2) "
                             "before building the optimizer")
-                fail(case, f"{what} changes", f"no parameter of {box} changed", hint)
+                fail(case, f"{what} {verb}", f"no parameter of {box} changed", hint)
         on = [k for k, p in model.vision_encoder.named_parameters() if p.requires_grad]
         if on:
             fail(case, "vision_encoder requires_grad off for every parameter", f"requires_grad on for {', '.join(on)}",
