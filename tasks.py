@@ -2,7 +2,7 @@
 """Set up a virtual environment and run the course's main job or its tests. Needs only Python 3.10+.
 
     python3 tasks.py run [tutor run options]     # train both stages, write outputs/
-    python3 tasks.py test [pytest options]       # the whole test suite (unit, notebooks, grading)
+    python3 tasks.py test [pytest options]       # the whole test suite (unit, notebooks, grading), one worker per core
 
 Environment variables:
     TUTOR_VENV   where the virtual environment lives (default .venv)
@@ -61,6 +61,8 @@ def main(argv: list[str]) -> int:
         env = ensure_venv("notebooks")
         return subprocess.call([str(BIN / "tutor"), "run", *rest], cwd=ROOT, env=env)
     env = ensure_venv("test")
+    if not any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in rest):
+        rest = ["-n", "auto", "--dist", "loadscope", *rest]  # one worker per core; a notebook stays on one worker
     return subprocess.call([str(PYTHON), "-m", "pytest", *rest], cwd=ROOT, env=env)
 
 
