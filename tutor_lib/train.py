@@ -89,16 +89,24 @@ def _generator(seed: int | None) -> torch.Generator | None:
     return None if seed is None else torch.Generator().manual_seed(seed)
 
 
+STAGE_NAMES = {1: "feature alignment", 2: "instruction tuning"}
+
+
+def _run_stage(stage: int, model: MultimodalModel, tensors: tuple, num_epochs: int, batch_size: int, lr: float,
+               progress: bool, verbose: bool, seed: int | None) -> list[float]:
+    set_stage(model, stage)
+    if verbose:
+        print(f"Stage {stage} ({STAGE_NAMES[stage]}): trainable parameters\n" + trainable_summary(model))
+    return fit(model, *tensors, num_epochs, batch_size, lr, desc=f"stage {stage}", progress=progress,
+               log_every=10 if verbose else None, generator=_generator(seed))
+
+
 def train_stage1(
     model: MultimodalModel, dataset, num_epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
     *, progress: bool = True, verbose: bool = False, seed: int | None = None,
 ) -> list[float]:
     """Stage 1, feature alignment: captions, only the projector trains -> per-epoch losses."""
-    set_stage(model, 1)
-    if verbose:
-        print("Stage 1 (feature alignment): trainable parameters\n" + trainable_summary(model))
-    return fit(model, *caption_tensors(dataset), num_epochs, batch_size, lr, desc="stage 1",
-               progress=progress, log_every=10 if verbose else None, generator=_generator(seed))
+    return _run_stage(1, model, caption_tensors(dataset), num_epochs, batch_size, lr, progress, verbose, seed)
 
 
 def train_stage2(
@@ -106,11 +114,7 @@ def train_stage2(
     *, progress: bool = True, verbose: bool = False, seed: int | None = None,
 ) -> list[float]:
     """Stage 2, instruction tuning: questions and answers, projector + LM train -> per-epoch losses."""
-    set_stage(model, 2)
-    if verbose:
-        print("Stage 2 (instruction tuning): trainable parameters\n" + trainable_summary(model))
-    return fit(model, *instruction_tensors(dataset), num_epochs, batch_size, lr, desc="stage 2",
-               progress=progress, log_every=10 if verbose else None, generator=_generator(seed))
+    return _run_stage(2, model, instruction_tensors(dataset), num_epochs, batch_size, lr, progress, verbose, seed)
 
 
 def train_both_stages(
