@@ -33,7 +33,7 @@ class ModelConfig:
     num_heads: int = 2  # attention heads per block
     num_layers: int = 2  # transformer blocks
     max_positions: int = 512  # learned position embeddings, as in the seed
-    dropout: float = 0.0  # LLaVA's LLMs train without dropout; 0.1 doubles CPU step time here
+    dropout: float = 0.0  # as in LLaVA; 0.1 makes a CPU step 1.5x slower here (26.7 vs 17.8 ms, batch 32)
 
     @property
     def num_patches(self) -> int:
