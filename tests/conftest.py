@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# The shared assertions of the check tests report failures in pytest's detail, like asserts in the tests themselves.
+pytest.register_assert_rewrite("check_assertions")
+
 ROOT = Path(__file__).resolve().parent.parent
 
 if os.environ.get("PYTEST_XDIST_WORKER"):

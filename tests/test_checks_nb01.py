@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from check_assertions import assert_accepts, assert_rejects
 
 import tutor_lib.checks as checks
 import tutor_lib.losses
@@ -92,10 +93,7 @@ def nll_all_columns(logits, targets):
 
 @pytest.mark.parametrize("fn", [nll_log_softmax, nll_logsumexp, nll_loop, nll_float64, tutor_lib.losses.token_nll])
 def test_token_nll_accepts_correct_variants(fn, capsys):
-    check_token_nll(fn)
-    out = capsys.readouterr()
-    assert out.out.startswith("✓ token_nll") and out.out.count("\n") == 1
-    assert out.err == ""
+    assert_accepts(check_token_nll, fn, capsys, "token_nll")
 
 
 @pytest.mark.parametrize("fn, fragments", [
@@ -112,14 +110,7 @@ def test_token_nll_accepts_correct_variants(fn, capsys):
     (nll_all_columns, ["worked example", "shape (3,)", "shape (3, 3)"]),
 ])
 def test_token_nll_rejects_mistakes(fn, fragments, capsys):
-    with pytest.raises(CheckError) as info:
-        check_token_nll(fn)
-    message = str(info.value)
-    for part in ("case:", "expected:", "received:"):
-        assert part in message
-    for fragment in fragments:
-        assert fragment in message, message
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_token_nll, fn, *fragments, parts=("case:", "expected:", "received:"), capsys=capsys)
 
 
 def test_expected_value_is_shown_in_the_students_dtype():
@@ -226,10 +217,7 @@ def masked_unstable(logits, targets, ignore_index=-100):
 
 @pytest.mark.parametrize("fn", [masked_filter, masked_weighted, masked_loop, tutor_lib.losses.masked_mean_nll])
 def test_masked_mean_nll_accepts_correct_variants(fn, capsys):
-    check_masked_mean_nll(fn)
-    out = capsys.readouterr()
-    assert out.out.startswith("✓ masked_mean_nll") and out.out.count("\n") == 1
-    assert out.err == ""
+    assert_accepts(check_masked_mean_nll, fn, capsys, "masked_mean_nll")
 
 
 @pytest.mark.parametrize("fn, fragments", [
@@ -246,13 +234,7 @@ def test_masked_mean_nll_accepts_correct_variants(fn, capsys):
     (masked_unstable, ["magnitude 1000", "inf or nan"]),
 ])
 def test_masked_mean_nll_rejects_mistakes(fn, fragments, capsys):
-    with pytest.raises(CheckError) as info:
-        check_masked_mean_nll(fn)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    assert "hint:" in message
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_masked_mean_nll, fn, *fragments, parts=("hint:",), capsys=capsys)
 
 
 # -- guards -----------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from check_assertions import assert_accepts, assert_rejects
 
 import tutor_lib.checks as checks
 import tutor_lib.data
@@ -173,10 +174,7 @@ def test_check_geometry_is_the_reference_geometry():
 
 @pytest.mark.parametrize("fn", [draw_meshgrid, draw_row_loop, draw_float64, tutor_lib.data.draw_shape])
 def test_draw_shape_accepts_correct_variants(fn, capsys):
-    check_draw_shape(fn)
-    out = capsys.readouterr()
-    assert out.out.startswith("✓ draw_shape") and out.out.count("\n") == 1
-    assert out.err == ""
+    assert_accepts(check_draw_shape, fn, capsys, "draw_shape")
 
 
 @pytest.mark.parametrize("fn, fragments", [
@@ -196,14 +194,7 @@ def test_draw_shape_accepts_correct_variants(fn, capsys):
     (draw_floor_first, ["image_size=30", "(3 * S) // 4", "not 3 * (S // 4)"]),
 ])
 def test_draw_shape_rejects_mistakes(fn, fragments, capsys):
-    with pytest.raises(CheckError) as info:
-        check_draw_shape(fn)
-    message = str(info.value)
-    for part in ("case:", "expected:", "received:", "hint:"):
-        assert part in message
-    for fragment in fragments:
-        assert fragment in message, message
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_draw_shape, fn, *fragments, capsys=capsys)
 
 
 # -- make_qa ---------------------------------------------------------------------------------------
@@ -284,10 +275,7 @@ def qa_unknown_word(color, shape, position, question_type):
 
 @pytest.mark.parametrize("fn", [qa_dict_lookup, qa_if_chain, tutor_lib.data.make_qa])
 def test_make_qa_accepts_correct_variants(fn, capsys):
-    check_make_qa(fn)
-    out = capsys.readouterr()
-    assert out.out.startswith("✓ make_qa") and "all 90" in out.out and out.out.count("\n") == 1
-    assert out.err == ""
+    assert_accepts(check_make_qa, fn, capsys, "make_qa", "all 90")
 
 
 @pytest.mark.parametrize("fn, fragments", [
@@ -302,13 +290,7 @@ def test_make_qa_accepts_correct_variants(fn, capsys):
     (qa_unknown_word, ["'position')", "KeyError", "in VOCAB"]),
 ])
 def test_make_qa_rejects_mistakes(fn, fragments, capsys):
-    with pytest.raises(CheckError) as info:
-        check_make_qa(fn)
-    message = str(info.value)
-    for fragment in fragments:
-        assert fragment in message, message
-    assert "hint:" in message
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_make_qa, fn, *fragments, parts=("hint:",), capsys=capsys)
 
 
 # -- guards -----------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from check_assertions import assert_accepts, assert_rejects
 
 import tutor_lib.checks as checks
 import tutor_lib.model
@@ -120,10 +121,7 @@ class ProjectorForgotSuper(nn.Module):
 @pytest.mark.parametrize("fn", [ProjectorModules, ProjectorSequential, ProjectorFactory, ProjectorFunctional,
                                 ProjectorKeywordCalls, tutor_lib.model.Projector])
 def test_projector_accepts_correct_variants(fn, capsys):
-    check_Projector(fn)
-    out = capsys.readouterr()
-    assert out.out.startswith("✓ Projector") and "12,416" in out.out and out.out.count("\n") == 1
-    assert out.err == ""
+    assert_accepts(check_Projector, fn, capsys, "Projector", "12,416")
 
 
 @pytest.mark.parametrize("fn, fragments", [
@@ -140,14 +138,7 @@ def test_projector_accepts_correct_variants(fn, capsys):
     (ProjectorForgotSuper, ["no exception", "super().__init__()"]),
 ])
 def test_projector_rejects_mistakes(fn, fragments, capsys):
-    with pytest.raises(CheckError) as info:
-        check_Projector(fn)
-    message = str(info.value)
-    for part in ("case:", "expected:", "received:", "hint:"):
-        assert part in message
-    for fragment in fragments:
-        assert fragment in message, message
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_Projector, fn, *fragments, capsys=capsys)
 
 
 # -- set_stage: correct variants -------------------------------------------------------------------
@@ -266,10 +257,7 @@ def stage_reinitialises(model, stage):
 
 @pytest.mark.parametrize("fn", [stage_modules, stage_by_name, stage_table, tutor_lib.model.set_stage])
 def test_set_stage_accepts_correct_variants(fn, capsys):
-    check_set_stage(fn)
-    out = capsys.readouterr()
-    assert out.out.startswith("✓ set_stage") and "12,416 of 172,564" in out.out and out.out.count("\n") == 1
-    assert out.err == ""
+    assert_accepts(check_set_stage, fn, capsys, "set_stage", "12,416 of 172,564")
 
 
 @pytest.mark.parametrize("fn, fragments", [
@@ -286,14 +274,7 @@ def test_set_stage_accepts_correct_variants(fn, capsys):
     (stage_raises_too_late, ["set_stage(model, 0)", "only after switching", "raise before touching the model"]),
 ])
 def test_set_stage_rejects_mistakes(fn, fragments, capsys):
-    with pytest.raises(CheckError) as info:
-        check_set_stage(fn)
-    message = str(info.value)
-    for part in ("case:", "expected:", "received:", "hint:"):
-        assert part in message
-    for fragment in fragments:
-        assert fragment in message, message
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_set_stage, fn, *fragments, capsys=capsys)
 
 
 # -- guards -----------------------------------------------------------------------------------------

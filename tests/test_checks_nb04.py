@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from check_assertions import assert_accepts, assert_rejects
 from stage_students import make_train, make_train_per_batch
 
 import tutor_lib
@@ -79,8 +80,7 @@ def caption_lists(captions):
 
 @pytest.mark.parametrize("fn", [caption_loop, caption_pad_sequence, tutor_lib.build_caption_batch])
 def test_caption_batch_accepts(fn, capsys):
-    check_build_caption_batch(fn)
-    assert capsys.readouterr().out.startswith("✓ build_caption_batch")
+    assert_accepts(check_build_caption_batch, fn, capsys, "build_caption_batch", only_output=False)
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -94,11 +94,7 @@ def test_caption_batch_accepts(fn, capsys):
     (caption_lists, "a torch.Tensor"),
 ])
 def test_caption_batch_rejects(fn, message):
-    with pytest.raises(CheckError) as error:
-        check_build_caption_batch(fn)
-    text = str(error.value)
-    assert message in text, text
-    assert "expected:" in text and "received:" in text and "hint:" in text
+    assert_rejects(check_build_caption_batch, fn, message, parts=("expected:", "received:", "hint:"))
 
 
 # -- train_stage1 -----------------------------------------------------------------------------------
@@ -111,8 +107,7 @@ def test_train_stage1_accepts(fn, capsys):
 
 def test_train_stage1_accepts_the_notebook_solution(capsys):
     namespace = _notebook_namespace()
-    check_train_stage1(namespace["train_stage1"])
-    assert capsys.readouterr().out.startswith("✓ train_stage1")
+    assert_accepts(check_train_stage1, namespace["train_stage1"], capsys, "train_stage1", only_output=False)
 
 
 @pytest.mark.parametrize("mistake, message", [
@@ -131,11 +126,7 @@ def test_train_stage1_accepts_the_notebook_solution(capsys):
     ({"maximize": True}, "the loss goes down"),
 ])
 def test_train_stage1_rejects(mistake, message):
-    with pytest.raises(CheckError) as error:
-        check_train_stage1(make_train(1, **mistake))
-    text = str(error.value)
-    assert message in text, text
-    assert "expected:" in text and "received:" in text and "hint:" in text
+    assert_rejects(check_train_stage1, make_train(1, **mistake), message, parts=("expected:", "received:", "hint:"))
 
 
 def test_train_stage1_rejects_a_wrong_signature():

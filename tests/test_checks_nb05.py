@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from check_assertions import assert_accepts, assert_rejects
 from stage_students import make_train, make_train_per_batch
 
 import tutor_lib
@@ -89,8 +90,7 @@ def instruction_mutates(questions, answers):
 
 @pytest.mark.parametrize("fn", [instruction_lists, instruction_masked_sequence, tutor_lib.build_instruction_batch])
 def test_instruction_batch_accepts(fn, capsys):
-    check_build_instruction_batch(fn)
-    assert capsys.readouterr().out.startswith("✓ build_instruction_batch")
+    assert_accepts(check_build_instruction_batch, fn, capsys, "build_instruction_batch", only_output=False)
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -103,11 +103,7 @@ def test_instruction_batch_accepts(fn, capsys):
     (instruction_mutates, "do not change the caller's lists"),
 ])
 def test_instruction_batch_rejects(fn, message):
-    with pytest.raises(CheckError) as error:
-        check_build_instruction_batch(fn)
-    text = str(error.value)
-    assert message in text, text
-    assert "expected:" in text and "received:" in text and "hint:" in text
+    assert_rejects(check_build_instruction_batch, fn, message, parts=("expected:", "received:", "hint:"))
 
 
 # -- train_stage2 -----------------------------------------------------------------------------------
@@ -119,8 +115,7 @@ def test_train_stage2_accepts(fn, capsys):
 
 
 def test_train_stage2_accepts_the_notebook_solution(capsys):
-    check_train_stage2(_notebook_namespace()["train_stage2"])
-    assert capsys.readouterr().out.startswith("✓ train_stage2")
+    assert_accepts(check_train_stage2, _notebook_namespace()["train_stage2"], capsys, "train_stage2", only_output=False)
 
 
 @pytest.mark.parametrize("mistake, message", [
@@ -136,11 +131,7 @@ def test_train_stage2_accepts_the_notebook_solution(capsys):
     ({"freeze": "everything_on", "all_parameters": True}, "vision_encoder requires_grad off"),
 ])
 def test_train_stage2_rejects(mistake, message):
-    with pytest.raises(CheckError) as error:
-        check_train_stage2(make_train(2, **mistake))
-    text = str(error.value)
-    assert message in text, text
-    assert "expected:" in text and "received:" in text and "hint:" in text
+    assert_rejects(check_train_stage2, make_train(2, **mistake), message, parts=("expected:", "received:", "hint:"))
 
 
 def test_train_stage2_says_what_must_change_in_plain_english():
@@ -304,13 +295,12 @@ def answer_only_last_token_fed(model, image, question_tokens, max_new_tokens=5):
 
 @pytest.mark.parametrize("fn", [answer_loop, answer_cached, answer_truncates_afterwards])
 def test_answer_question_accepts(fn, capsys):
-    check_answer_question(fn)
-    assert capsys.readouterr().out.startswith("✓ answer_question")
+    assert_accepts(check_answer_question, fn, capsys, "answer_question", only_output=False)
 
 
 def test_answer_question_accepts_the_notebook_solution(capsys):
-    check_answer_question(_notebook_namespace()["answer_question"])
-    assert capsys.readouterr().out.startswith("✓ answer_question")
+    assert_accepts(check_answer_question, _notebook_namespace()["answer_question"], capsys, "answer_question",
+                   only_output=False)
 
 
 @pytest.mark.parametrize("fn, message", [
@@ -326,11 +316,7 @@ def test_answer_question_accepts_the_notebook_solution(capsys):
     (answer_only_last_token_fed, "feed the whole sequence"),
 ])
 def test_answer_question_rejects(fn, message):
-    with pytest.raises(CheckError) as error:
-        check_answer_question(fn)
-    text = str(error.value)
-    assert message in text, text
-    assert "expected:" in text and "received:" in text and "hint:" in text
+    assert_rejects(check_answer_question, fn, message, parts=("expected:", "received:", "hint:"))
 
 
 def test_answer_question_rejects_a_wrong_default():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from check_assertions import assert_accepts, assert_rejects
 
 import tutor_lib
 from tutor_lib.checks import CheckError, check_hflip_example, not_reference
@@ -44,10 +45,7 @@ def flip_fliplr(image, position):
 
 @pytest.mark.parametrize("fn", [flip_dict, flip_index_if_chain, flip_numpy_list, flip_fliplr])
 def test_correct_variants_pass(fn, capsys):
-    check_hflip_example(fn)
-    out = capsys.readouterr()
-    assert out.out.count("\n") == 1 and "hflip_example" in out.out
-    assert out.err == ""
+    assert_accepts(check_hflip_example, fn, capsys, "hflip_example")
 
 
 def test_reference_passes_check_but_not_not_reference():
@@ -93,11 +91,7 @@ WRONG["flipped in place"] = (_in_place, "in place")
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_variants_fail_with_a_specific_message(name, capsys):
     fn, message = WRONG[name]
-    with pytest.raises(CheckError, match=message) as info:
-        check_hflip_example(fn)
-    text = str(info.value)
-    assert "case:" in text and "expected:" in text and "received:" in text and "hint:" in text
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_hflip_example, fn, match=message, capsys=capsys)
 
 
 def test_an_exception_in_student_code_is_a_failure_without_stderr(capsys):

@@ -6,6 +6,7 @@ import time
 
 import pytest
 import torch
+from check_assertions import assert_accepts, assert_rejects
 
 import tutor_lib
 from tutor_lib.checks import CheckError, check_build_conversation_batch, not_reference
@@ -79,10 +80,7 @@ def per_turn_concat_version(conversations):
 @pytest.mark.parametrize("fn", [loop_version, tensor_mask_version, per_turn_concat_version,
                                 tutor_lib.build_conversation_batch])
 def test_correct_variants_pass(fn, capsys):
-    check_build_conversation_batch(fn)
-    out = capsys.readouterr()
-    assert out.out.count("\n") == 1 and "build_conversation_batch" in out.out
-    assert out.err == ""
+    assert_accepts(check_build_conversation_batch, fn, capsys, "build_conversation_batch")
 
 
 def test_not_reference_catches_the_reference():
@@ -220,11 +218,7 @@ WRONG = {
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_variants_fail_with_a_specific_message(name, capsys):
     fn, message = WRONG[name]
-    with pytest.raises(CheckError, match=message) as info:
-        check_build_conversation_batch(fn)
-    text = str(info.value)
-    assert "case:" in text and "expected:" in text and "received:" in text
-    assert capsys.readouterr().err == ""
+    assert_rejects(check_build_conversation_batch, fn, parts=("case:", "expected:", "received:"), match=message, capsys=capsys)
 
 
 def test_one_turn_case_comes_first_and_names_build_instruction_batch():
