@@ -302,3 +302,37 @@ def test_release_without_gradebook_touches_no_gradebook(tmp_path):
     written = generate_releases(course, release_dir=tmp_path / "out")
     assert sorted(p.name for p in written) == ["fx1_loss.ipynb", "fx2_short.ipynb"]
     assert not list(course.rglob("*.db")) and not list(tmp_path.rglob("gradebook.db"))
+
+
+def test_worker_kill_is_safe_from_two_threads(monkeypatch):
+    """The serving thread's close() and the parent's clean-up may kill the same worker at once."""
+    import subprocess
+    import sys
+    import threading
+    import time
+
+    from tutor_lib.grading import pool
+
+    real_kill_tree = pool.kill_tree
+
+    def slow_kill_tree(pid):  # widen the window in which a second kill() used to find proc set
+        time.sleep(0.2)
+        real_kill_tree(pid)
+
+    monkeypatch.setattr(pool, "kill_tree", slow_kill_tree)
+    worker = pool.WorkerProcess(env=None, log=None)
+    worker.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
+    errors = []
+
+    def kill():
+        try:
+            worker.kill()
+        except Exception as error:  # the bug this guards against was an AttributeError here
+            errors.append(error)
+
+    threads = [threading.Thread(target=kill) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == [] and worker.proc is None

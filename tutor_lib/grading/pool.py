@@ -7,6 +7,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO
@@ -56,6 +57,7 @@ class WorkerProcess:
     def __init__(self, env: dict, log: IO[bytes]):
         self.env, self.log = env, log
         self.proc: subprocess.Popen | None = None
+        self._lock = threading.Lock()
 
     def _start(self) -> subprocess.Popen:
         if self.proc is None or self.proc.poll() is not None:
@@ -88,20 +90,22 @@ class WorkerProcess:
                     return "done"
 
     def kill(self) -> None:
-        """Stop the worker and everything it started."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                kill_tree(self.proc.pid)
-            self.proc.wait()
-            self.proc = None
+        """Stop the worker and everything it started (safe to call from two threads at once)."""
+        with self._lock:  # the serving thread's close() and the parent's clean-up may race here
+            proc, self.proc = self.proc, None
+        if proc is not None:
+            if proc.poll() is None:
+                kill_tree(proc.pid)
+            proc.wait()
 
     def close(self) -> None:
         """Let the worker finish (end of input), killing it if it does not within 30 s."""
-        if self.proc is None:
+        proc = self.proc
+        if proc is None:
             return
         try:
-            self.proc.stdin.close()
-            self.proc.wait(timeout=30)
+            proc.stdin.close()
+            proc.wait(timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             pass
         self.kill()
