@@ -336,3 +336,27 @@ def test_worker_kill_is_safe_from_two_threads(monkeypatch):
     for t in threads:
         t.join(timeout=30)
     assert errors == [] and worker.proc is None
+
+
+class _FlakyKernelAPI:
+    """An nbgrader API stand-in whose first autograde calls fail as a kernel that died while starting."""
+
+    def __init__(self, failures: int, error: str = "RuntimeError: Kernel died before replying to kernel_info"):
+        self.failures, self.error, self.calls = failures, error, 0
+
+    def autograde(self, assignment, student, force, create):
+        self.calls += 1
+        if self.calls <= self.failures:
+            return {"success": False, "error": self.error, "log": ""}
+        return {"success": True, "error": None, "log": ""}
+
+
+def test_a_kernel_that_dies_while_starting_is_tried_again():
+    from tutor_lib.grading.worker import KERNEL_START_TRIES, autograde
+
+    api = _FlakyKernelAPI(failures=1)
+    assert autograde(api, "a", "s")["success"] and api.calls == 2
+    api = _FlakyKernelAPI(failures=99)  # a kernel that never starts is reported, after a bounded number of tries
+    assert not autograde(api, "a", "s")["success"] and api.calls == KERNEL_START_TRIES
+    api = _FlakyKernelAPI(failures=1, error="CellExecutionError: boom")  # student code failing is not retried
+    assert not autograde(api, "a", "s")["success"] and api.calls == 1

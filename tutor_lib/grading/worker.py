@@ -40,6 +40,25 @@ def _copy_timestamp(source: Path, dest: Path) -> None:
         shutil.copyfile(source / "timestamp.txt", dest / "timestamp.txt")
 
 
+# A kernel that dies before answering kernel_info never ran a line of the student's code (seen on a busy
+# CI machine with several kernels starting at once); trying again keeps that from costing a grade.
+KERNEL_START_TRIES = 3
+
+
+def _kernel_failed_to_start(autograded: dict) -> bool:
+    return "before replying to kernel_info" in (autograded.get("error") or "") + (autograded.get("log") or "")
+
+
+def autograde(api, assignment: str, student: str) -> dict:
+    """nbgrader's autograde, tried again (up to KERNEL_START_TRIES in all) when the kernel died while starting."""
+    for _ in range(KERNEL_START_TRIES):
+        preprocessors.reset_failure()
+        autograded = api.autograde(assignment, student, force=True, create=True)
+        if autograded["success"] or preprocessors.last_failure() or not _kernel_failed_to_start(autograded):
+            break
+    return autograded
+
+
 def grade_job(job: dict) -> dict:
     """Grade one submission as the job file describes; returns the result (also for ungradable submissions)."""
     course, assignment, student = Path(job["course"]), job["assignment"], job["student"]
@@ -56,8 +75,7 @@ def grade_job(job: dict) -> dict:
 
     db_url = f"sqlite:///{course / 'gradebook.db'}"
     api = make_api(load_config(Path(job["config"]), course, db_url))
-    preprocessors.reset_failure()
-    autograded = api.autograde(assignment, student, force=True, create=True)
+    autograded = autograde(api, assignment, student)
     if not autograded["success"]:
         reason = preprocessors.last_failure() or f"nbgrader could not run the notebook: {api_error(autograded)}"
         reason = reason.replace(f"{course}/", "")  # no temporary paths: a regrade must give the same report
