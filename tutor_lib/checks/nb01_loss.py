@@ -9,6 +9,7 @@ F.cross_entropy or F.nll_loss is refused: computing them is the exercise.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -120,6 +121,25 @@ def _token_case(fn, case: str, logits: torch.Tensor, targets: torch.Tensor) -> t
     return received
 
 
+def _expect_inputs_unchanged(fn: Callable, logits: torch.Tensor, targets: torch.Tensor, hint: str) -> None:
+    """Fail if fn modifies its logits or targets in place."""
+    case = "the inputs are left unchanged"
+    before_logits, before_targets = logits.clone(), targets.clone()
+    call(case, fn, logits, targets)
+    if not (equal(logits, before_logits) and equal(targets, before_targets)):
+        fail(case, "logits and targets as they were passed in", "they were modified in place", hint)
+
+
+def _differentiable_output(name: str, fn: Callable, case: str, x: torch.Tensor, targets: torch.Tensor,
+                           hint: str) -> torch.Tensor:
+    """fn(x, targets) with the built-in losses refused; fail unless autograd can differentiate it."""
+    with _refuse_builtin_losses(name):
+        out = call(case, fn, x, targets.clone())
+    if not isinstance(out, torch.Tensor) or not out.requires_grad:
+        fail(case, "a result that autograd can differentiate", "a tensor with requires_grad=False", hint)
+    return out
+
+
 @register
 def check_token_nll(token_nll) -> None:
     """Check token_nll(logits (N, V), targets (N,)) -> (N,) of -log p(target)."""
@@ -136,21 +156,14 @@ def check_token_nll(token_nll) -> None:
     _token_case(token_nll, "logits of magnitude 1000 (targets 1, 2, 0, 1: -log p = 1000, 500, 2000, 1.31)",
                 large, torch.tensor([1, 2, 0, 1]))
 
-    case = "the inputs are left unchanged"
-    before_logits, before_targets = logits.clone(), targets.clone()
-    call(case, token_nll, logits, targets)
-    if not (equal(logits, before_logits) and equal(targets, before_targets)):
-        fail(case, "logits and targets as they were passed in", "they were modified in place",
-             "avoid in-place operations such as logits -= max or targets[...] = ...; build new tensors")
+    _expect_inputs_unchanged(token_nll, logits, targets,
+                             "avoid in-place operations such as logits -= max or targets[...] = ...; build new tensors")
 
     # Gradients: d(sum of losses)/d logits = softmax - one_hot(target); .item(), numpy or detach break this.
     case = "gradient of the summed loss with respect to the logits"
     x = logits.clone().requires_grad_(True)
-    with _refuse_builtin_losses("token_nll"):
-        out = call(case, token_nll, x, targets.clone())
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
-        fail(case, "a result that autograd can differentiate", "a tensor with requires_grad=False",
-             "use torch operations only: no .item(), .tolist(), numpy or .detach() inside token_nll")
+    out = _differentiable_output("token_nll", token_nll, case, x, targets,
+                                 "use torch operations only: no .item(), .tolist(), numpy or .detach() inside token_nll")
     call(case, lambda: out.sum().backward())
     expected_grad = _softmax(logits.double(), dim=-1) - _one_hot(targets, 20).double()
     if x.grad is None:
@@ -231,20 +244,13 @@ def check_masked_mean_nll(masked_mean_nll) -> None:
     large = torch.tensor([[[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0], [5.0, 0.0, 0.0]]])
     _masked_case(masked_mean_nll, "logits of magnitude 1000, third position ignored", large, torch.tensor([[1, 0, -100]]))
 
-    case = "the inputs are left unchanged"
-    before_logits, before_targets = logits.clone(), targets.clone()
-    call(case, masked_mean_nll, logits, targets)
-    if not (equal(logits, before_logits) and equal(targets, before_targets)):
-        fail(case, "logits and targets as they were passed in", "they were modified in place",
-             "targets[targets == -100] = 0 changes the caller's labels; use torch.where or a boolean mask instead")
+    _expect_inputs_unchanged(masked_mean_nll, logits, targets, "targets[targets == -100] = 0 changes the caller's "
+                             "labels; use torch.where or a boolean mask instead")
 
     case = "gradient: ignored positions get exactly zero gradient"
     x = logits.clone().requires_grad_(True)
-    with _refuse_builtin_losses("masked_mean_nll"):
-        out = call(case, masked_mean_nll, x, targets.clone())
-    if not isinstance(out, torch.Tensor) or not out.requires_grad:
-        fail(case, "a result that autograd can differentiate", "a tensor with requires_grad=False",
-             "use torch operations only: no .item(), numpy or .detach() inside the loss")
+    out = _differentiable_output("masked_mean_nll", masked_mean_nll, case, x, targets,
+                                 "use torch operations only: no .item(), numpy or .detach() inside the loss")
     call(case, lambda: out.backward())
     reference = logits.double().clone().requires_grad_(True)
     cross_entropy(reference.reshape(-1, 20), targets.reshape(-1)).backward()
