@@ -11,7 +11,7 @@ import pytest
 from tutor_lib.cli import main
 
 REPORT_KEYS = {"version", "config", "model", "device", "torch", "python", "held_out_configs", "parameters",
-               "seconds", "losses", "accuracy", "figures"}
+               "stage0", "seconds", "losses", "after_stage1", "accuracy", "figures"}
 
 
 @pytest.fixture(scope="module")
@@ -26,8 +26,8 @@ def test_quick_run_succeeds_and_prints_what_matters(quick_run):
     proc, out = quick_run
     assert proc.returncode == 0, proc.stderr
     text = proc.stdout
-    assert "Trainable: 12,416 / 172,564 parameters (7.2%)" in text  # stage 1
-    assert "Trainable: 147,860 / 172,564 parameters (85.7%)" in text  # stage 2
+    assert "Trainable: 12,416 / 180,756 parameters (6.9%)" in text  # stage 1
+    assert "Trainable: 147,860 / 180,756 parameters (81.8%)" in text  # stage 2
     assert "stage 2 epoch   4/4: loss" in text
     for row in ("IID test", "held-out test", "overall", "position"):
         assert row in text
@@ -41,12 +41,16 @@ def test_report_schema(quick_run):
     assert report["config"]["seed"] == 3 and report["config"]["stage2_epochs"] == 4
     assert report["model"]["llm_dim"] == 64 and report["device"] == "cpu"
     assert len(report["losses"]["stage1"]) == 2 and len(report["losses"]["stage2"]) == 4
-    assert set(report["seconds"]) == {"data", "stage1", "stage2", "evaluation", "figures", "total"}
-    assert report["parameters"] == {"total": 172_564, "stage1_trainable": 12_416, "stage2_trainable": 147_860}
+    assert set(report["seconds"]) == {"stage0", "data", "stage1", "stage2", "evaluation", "figures", "total"}
+    assert report["stage0"]["source"] == "loaded from cache" and report["stage0"]["seed"] == 42
+    assert report["stage0"]["seconds"] < 5  # loaded, not trained
+    assert report["stage0"]["final_losses"]["language_model"] < 0.05
+    assert report["parameters"] == {"total": 180_756, "stage1_trainable": 12_416, "stage2_trainable": 147_860}
     for split in ("test_iid", "test_heldout"):
         acc = report["accuracy"][split]
-        assert set(acc) == {"overall", "color", "shape", "position", "n"}
+        assert set(acc) == {"caption", "overall", "color", "shape", "position", "n"}
         assert 0.0 <= acc["overall"] <= 1.0
+        assert set(report["after_stage1"][split]) == set(acc)
     assert len(report["held_out_configs"]) == 6
 
 

@@ -35,10 +35,10 @@ def test_default_sizes_and_parameter_counts():
     model = MultimodalModel()
     assert model.num_patches == 64
     assert count_parameters(model.projector) == 12_416  # the seed's stage-1 count
-    assert count_parameters(model.vision_encoder) == 24_704
+    assert count_parameters(model.vision_encoder) == 32_896  # patch conv 24,704 + 2D position embedding 64 x 128
     set_stage(model, 1)
     summary = trainable_summary(model)
-    assert "Trainable: 12,416 / 172,564 parameters (7.2%)" in summary
+    assert "Trainable: 12,416 / 180,756 parameters (6.9%)" in summary
     assert "language_model          0 /   135,444  frozen" in summary
 
 

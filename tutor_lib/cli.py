@@ -1,6 +1,7 @@
 """The `tutor` command (also `python -m tutor_lib`).
 
-    tutor run [--quick] [--device cpu] [--seed 42] [--stage1-epochs 30] [--stage2-epochs 50] [--output outputs]
+    tutor run [--quick] [--from-scratch] [--device cpu] [--seed 42] [--stage1-epochs 30] [--stage2-epochs 50] [--output outputs]
+    tutor pretrain [--seed 42] [--device cpu] [--output FOLDER]
     tutor release [ASSIGNMENT ...] [--no-db] [--db URL]
     tutor collect PATH [--pattern REGEX]
     tutor grade [--student S] [--assignment A] [--workers N] [--db URL] [--timeout SECONDS]
@@ -37,6 +38,10 @@ def _add_run(sub) -> None:
     p.add_argument("--stage2-epochs", type=_non_negative_int, default=None, help="default 50 (3 with --quick)")
     p.add_argument("--output", default="outputs", help="folder for figures and report.json (default outputs/)")
     p.add_argument("--quick", action="store_true", help="a few-second smoke run on a small dataset")
+    p.add_argument("--from-scratch", action="store_true",
+                   help="skip stage 0: a random vision encoder and language model, as in the seed notebook")
+    p.add_argument("--stage0-seed", type=_non_negative_int, default=42,
+                   help="seed of the pretrained parts (default 42, shipped with the package; others are built once)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(handler=_run)
 
@@ -48,8 +53,35 @@ def _run(args: argparse.Namespace) -> int:
     for name in ("stage1_epochs", "stage2_epochs"):
         if getattr(args, name) is not None:
             overrides[name] = getattr(args, name)
-    cfg = RunConfig(seed=args.seed, device=args.device, output=args.output, progress=not args.no_progress, **overrides)
+    cfg = RunConfig(seed=args.seed, device=args.device, output=args.output, progress=not args.no_progress,
+                    from_scratch=args.from_scratch, stage0_seed=args.stage0_seed, **overrides)
     run_pipeline(cfg)
+    return 0
+
+
+def _add_pretrain(sub) -> None:
+    p = sub.add_parser("pretrain", help="rebuild stage 0: pretrain the language model on text and the vision encoder CLIP-style")
+    p.add_argument("--seed", type=_non_negative_int, default=42, help="random seed (default 42)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: CUDA if available, else MPS, else CPU)")
+    p.add_argument("--output", default=None, help="folder for the weights (default: $TUTOR_CACHE or ~/.cache/tutor_lib)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(handler=_pretrain)
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .pretrain import build_stage0, cache_dir, save_stage0, weights_name
+    from .runtime import pick_device
+
+    device = pick_device(args.device)
+    print(f"Stage 0 on {device}, seed {args.seed}")
+    weights = build_stage0(seed=args.seed, device=device, progress=not args.no_progress)
+    info = weights["info"]
+    path = save_stage0(weights, Path(args.output) if args.output else cache_dir(), weights_name(seed=args.seed))
+    for part, losses in info["losses"].items():
+        print(f"  {part:<15} loss {losses[0]:.3f} -> {losses[-1]:.4f} in {info['seconds'][part]:.1f} s")
+    print(f"wrote {path}")
     return 0
 
 
@@ -167,7 +199,7 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_run, _add_release, _add_collect, _add_grade]
+COMMANDS = [_add_run, _add_pretrain, _add_release, _add_collect, _add_grade]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -82,11 +82,21 @@ def evaluate(model: MultimodalModel, dataset) -> dict:
     return {k: result[k] for k in ("overall", *QUESTION_TYPES, "n") if k in result}
 
 
+def caption_accuracy(model: MultimodalModel, dataset, max_new_tokens: int = 4) -> float:
+    """Share of images whose greedy caption from <start> alone is exactly right ("red circle", then <end>)."""
+    prompts = torch.full((len(dataset), 1), START)  # (N, 1)
+    captions = generate(model, dataset.images, prompts, max_new_tokens)
+    return sum(c == list(true) for c, true in zip(captions, dataset.captions)) / len(dataset)
+
+
 def accuracy_table(results: dict[str, dict]) -> str:
-    """A text table with one row per split and a column per question type."""
-    columns = ("overall", *QUESTION_TYPES)
-    lines = [f"{'split':<14}" + "".join(f"{c:>10}" for c in columns) + f"{'n':>6}"]
+    """A text table with one row per split and a column per question type (and "caption" where given)."""
+    columns = ("caption", "overall", *QUESTION_TYPES)
+    if not any("caption" in acc for acc in results.values()):
+        columns = columns[1:]
+    width = max(14, *(len(split) + 2 for split in results))
+    lines = [f"{'split':<{width}}" + "".join(f"{c:>10}" for c in columns) + f"{'n':>6}"]
     for split, acc in results.items():
         cells = "".join(f"{acc[c]:>10.1%}" if c in acc else f"{'-':>10}" for c in columns)
-        lines.append(f"{split:<14}{cells}{acc.get('n', 0):>6}")
+        lines.append(f"{split:<{width}}{cells}{acc.get('n', 0):>6}")
     return "\n".join(lines)

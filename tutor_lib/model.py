@@ -1,7 +1,7 @@
 """The multimodal model: LLaVA's three boxes at toy size.
 
     image (B, 3, 64, 64)
-      -> vision_encoder  (frozen): 8x8 patches -> 64 visual features of size 128
+      -> vision_encoder  (pretrained in stage 0, then frozen): 8x8 patches -> 64 visual features of size 128
       -> projector       (trained in stages 1 and 2): MLP 128 -> 64, LLaVA's "mlp2x_gelu"
       -> [visual tokens ; text tokens] -> language_model (trained in stage 2): a
          decoder-only causal transformer, GPT-style, that predicts the next text token.
@@ -41,15 +41,22 @@ class ModelConfig:
 
 
 class VisionEncoder(nn.Module):
-    """Stand-in for CLIP's ViT: one strided conv cuts the image into patch features."""
+    """Stand-in for CLIP's ViT: its input layer, a patch embedding plus a learned 2D position embedding.
 
-    def __init__(self, patch_size: int, vision_dim: int):
+    Every shape center sits on the 8-pixel grid, so a patch holds the same pixels wherever the
+    shape is: without the position embedding, "where is it ?" could only be read from the
+    language model's positions. Stage 0 (pretrain.py) trains both embeddings CLIP-style.
+    """
+
+    def __init__(self, image_size: int, patch_size: int, vision_dim: int):
         super().__init__()
+        num_patches = (image_size // patch_size) ** 2
         self.patch_embed = nn.Conv2d(3, vision_dim, kernel_size=patch_size, stride=patch_size)
+        self.position_embedding = nn.Parameter(0.02 * torch.randn(1, num_patches, vision_dim))  # row-major patches
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.patch_embed(images)  # (B, vision_dim, S/p, S/p)
-        return x.flatten(2).transpose(1, 2)  # (B, N, vision_dim)
+        x = self.patch_embed(images).flatten(2).transpose(1, 2)  # (B, N, vision_dim), N = (S/p)^2 row-major
+        return x + self.position_embedding  # (B, N, vision_dim): a patch now also says where it is
 
 
 class Projector(nn.Module):
@@ -141,7 +148,7 @@ class MultimodalModel(nn.Module):
         cfg = cfg or ModelConfig(**overrides)
         self.config = cfg
         self.num_patches = cfg.num_patches
-        self.vision_encoder = VisionEncoder(cfg.patch_size, cfg.vision_dim)
+        self.vision_encoder = VisionEncoder(cfg.image_size, cfg.patch_size, cfg.vision_dim)
         self.projector = Projector(cfg.vision_dim, cfg.llm_dim)
         self.language_model = LanguageModel(cfg)
         self.vision_encoder.requires_grad_(False)  # frozen from birth, as in LLaVA
@@ -172,7 +179,7 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 
 
 def trainable_summary(model: MultimodalModel) -> str:
-    """One line per LLaVA box, then the seed-style total: 'Trainable: 12,416 / 172,564 parameters (7.2%)'."""
+    """One line per LLaVA box, then the seed-style total: 'Trainable: 12,416 / 180,756 parameters (6.9%)'."""
     lines = []
     for name in ("vision_encoder", "projector", "language_model"):
         module = getattr(model, name)
