@@ -1,4 +1,4 @@
-"""The checks of notebook 05_stage2 reject typical wrong implementations and accept correct ones."""
+"""The checks of notebook 05_stage1 reject typical wrong implementations and accept correct ones."""
 
 from __future__ import annotations
 
@@ -11,320 +11,154 @@ from check_assertions import assert_accepts, assert_rejects
 from stage_students import make_train, make_train_per_batch
 
 import tutor_lib
-from tutor_lib.checks import CheckError, check_answer_question, check_build_instruction_batch, check_train_stage2
+from tutor_lib.checks import CheckError, check_build_caption_batch, check_train_stage1
 from tutor_lib.vocab import END, IGNORE_INDEX, PAD, START
 
 ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK = ROOT / "solutions" / "05_stage2" / "05_stage2.ipynb"
+NOTEBOOK = ROOT / "solutions" / "05_stage1" / "05_stage1.ipynb"
 
 
-# -- build_instruction_batch ------------------------------------------------------------------------
+# -- build_caption_batch --------------------------------------------------------------------------
+
+def caption_loop(captions):
+    length = max(len(c) for c in captions) + 1
+    ids = torch.full((len(captions), length), PAD, dtype=torch.long)
+    labels = torch.full((len(captions), length), IGNORE_INDEX, dtype=torch.long)
+    for i, c in enumerate(captions):
+        ids[i, : len(c) + 1] = torch.tensor([START, *c])
+        labels[i, : len(c) + 1] = torch.tensor([*c, END])
+    return ids, labels
+
+
+def caption_pad_sequence(captions):
+    pad = torch.nn.utils.rnn.pad_sequence
+    ids = pad([torch.tensor([START, *c]) for c in captions], batch_first=True, padding_value=PAD)
+    labels = pad([torch.tensor([*c, END]) for c in captions], batch_first=True, padding_value=IGNORE_INDEX)
+    return ids, labels
+
 
 def _padded(rows, value):
     width = max(len(r) for r in rows)
     return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def instruction_lists(questions, answers):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    labels = [[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
+def caption_unshifted(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[START, *c] for c in captions], IGNORE_INDEX)
 
 
-def instruction_masked_sequence(questions, answers):
-    """Write the whole sequence, mark what is supervised, then shift: the LLaVA way."""
-    inputs, labels = [], []
-    for q, a in zip(questions, answers):
-        sequence = torch.tensor([START, *q, *a, END])
-        supervised = torch.tensor([False] * (1 + len(q)) + [True] * (len(a) + 1))
-        inputs.append(sequence[:-1])
-        labels.append(torch.where(supervised[1:], sequence[1:], IGNORE_INDEX))
-    pad = torch.nn.utils.rnn.pad_sequence
-    return pad(inputs, batch_first=True, padding_value=PAD), pad(labels, batch_first=True, padding_value=IGNORE_INDEX)
+def caption_no_end(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[*c, IGNORE_INDEX] for c in captions], IGNORE_INDEX)
 
 
-def instruction_question_supervised(questions, answers):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded([[*q, *a, END] for q, a in zip(questions, answers)], IGNORE_INDEX)
+def caption_labels_padded_with_pad(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[*c, END] for c in captions], PAD)
 
 
-def instruction_mask_too_long(questions, answers):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    labels = [[IGNORE_INDEX] * (len(q) + 1) + [*a[1:], END] for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
+def caption_inputs_padded_with_ignore(captions):
+    return _padded([[START, *c] for c in captions], IGNORE_INDEX), _padded([[*c, END] for c in captions], IGNORE_INDEX)
 
 
-def instruction_mask_too_short(questions, answers):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    labels = [[IGNORE_INDEX] * (len(q) - 1) + [q[-1], *a, END] for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
+def caption_end_in_inputs(captions):
+    return _padded([[START, *c, END] for c in captions], PAD), _padded([[*c, END, IGNORE_INDEX] for c in captions], IGNORE_INDEX)
 
 
-def instruction_unshifted(questions, answers):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    labels = [[IGNORE_INDEX] * (len(q) + 1) + list(a) for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
+def caption_mutates(captions):
+    for c in captions:
+        c.append(END)
+    return _padded([[START, *c[:-1]] for c in captions], PAD), _padded([list(c) for c in captions], IGNORE_INDEX)
 
 
-def instruction_no_end(questions, answers):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    labels = [[IGNORE_INDEX] * len(q) + [*a, IGNORE_INDEX] for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
+def caption_float(captions):
+    ids, labels = caption_loop(captions)
+    return ids.float(), labels.float()
 
 
-def instruction_labels_padded_with_pad(questions, answers):
-    ids, labels = instruction_lists(questions, answers)
-    width = [1 + len(q) + len(a) for q, a in zip(questions, answers)]
-    for i, w in enumerate(width):
-        labels[i, w:] = PAD
-    return ids, labels
+def caption_lists(captions):
+    ids, labels = caption_loop(captions)
+    return ids.tolist(), labels.tolist()
 
 
-def instruction_mutates(questions, answers):
-    for a in answers:
-        a.append(END)
-    ids = [[START, *q, *a[:-1]] for q, a in zip(questions, answers)]
-    labels = [[IGNORE_INDEX] * len(q) + list(a) for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
-
-
-@pytest.mark.parametrize("fn", [instruction_lists, instruction_masked_sequence, tutor_lib.build_instruction_batch])
-def test_instruction_batch_accepts(fn, capsys):
-    assert_accepts(check_build_instruction_batch, fn, capsys, "build_instruction_batch", only_output=False)
+@pytest.mark.parametrize("fn", [caption_loop, caption_pad_sequence, tutor_lib.build_caption_batch])
+def test_caption_batch_accepts(fn, capsys):
+    assert_accepts(check_build_caption_batch, fn, capsys, "build_caption_batch", only_output=False)
 
 
 @pytest.mark.parametrize("fn, message", [
-    (instruction_question_supervised, "question tokens supervised"),
-    (instruction_mask_too_long, "one position too long"),
-    (instruction_mask_too_short, "one position too short"),
-    (instruction_unshifted, "labels not shifted"),
-    (instruction_no_end, "<end> missing"),
-    (instruction_labels_padded_with_pad, "pad labels with IGNORE_INDEX (-100), not PAD (0)"),
-    (instruction_mutates, "do not change the caller's lists"),
+    (caption_unshifted, "labels not shifted"),
+    (caption_no_end, "<end> missing"),
+    (caption_labels_padded_with_pad, "pad labels with IGNORE_INDEX (-100), not PAD (0)"),
+    (caption_inputs_padded_with_ignore, "pad inputs with PAD (0)"),
+    (caption_end_in_inputs, "shape (1, 3)"),
+    (caption_mutates, "do not change the caller's lists"),
+    (caption_float, "dtype torch.int64 (long)"),
+    (caption_lists, "a torch.Tensor"),
 ])
-def test_instruction_batch_rejects(fn, message):
-    assert_rejects(check_build_instruction_batch, fn, message, parts=("expected:", "received:", "hint:"))
+def test_caption_batch_rejects(fn, message):
+    assert_rejects(check_build_caption_batch, fn, message, parts=("expected:", "received:", "hint:"))
 
 
-# -- train_stage2 -----------------------------------------------------------------------------------
+# -- train_stage1 -----------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("fn", [make_train(2), make_train_per_batch(2)], ids=["vectorised-adam", "per-batch-adamw"])
-def test_train_stage2_accepts(fn, capsys):
-    check_train_stage2(fn)
-    assert "the projector and the language model changed" in capsys.readouterr().out
+@pytest.mark.parametrize("fn", [make_train(1), make_train_per_batch(1)], ids=["vectorised-adam", "per-batch-adamw"])
+def test_train_stage1_accepts(fn, capsys):
+    check_train_stage1(fn)
+    assert "only the projector changed" in capsys.readouterr().out
 
 
-def test_train_stage2_accepts_the_notebook_solution(capsys):
-    assert_accepts(check_train_stage2, _notebook_namespace()["train_stage2"], capsys, "train_stage2", only_output=False)
+def test_train_stage1_accepts_the_notebook_solution(capsys):
+    namespace = _notebook_namespace()
+    assert_accepts(check_train_stage1, namespace["train_stage1"], capsys, "train_stage1", only_output=False)
 
 
 @pytest.mark.parametrize("mistake, message", [
-    ({"question_supervised": True}, "question tokens supervised"),
-    ({"pad_labels_with": PAD}, "padding supervised"),
+    ({"freeze": "none", "all_parameters": True}, "language_model changed"),
+    ({"freeze": "other_stage"}, "stage 1 trains only the projector"),
     ({"slice_offset": -1}, "logits sliced one position off"),
+    ({"slice_offset": 1}, "logits sliced one position off"),
     ({"shift": False}, "labels not shifted"),
     ({"reduction": "sum"}, "summed instead of averaged"),
     ({"epoch_value": "per_batch"}, "one loss per batch"),
     ({"epoch_value": "last"}, "last batch's loss"),
-    ({"freeze": "none"}, "call set_stage(model, 2)"),
-    ({"freeze": "other_stage"}, "no parameter of language_model changed"),
-    ({"freeze": "everything_on", "all_parameters": True}, "vision_encoder requires_grad off"),
+    ({"epoch_value": "sum"}, "sum of the 3 batch losses"),
+    ({"epoch_value": "per_sample"}, "divided by the number of samples"),
+    ({"epoch_value": "tensor"}, "loss.item()"),
+    ({"freeze": "method"}, "not model.set_stage(stage)"),
+    ({"maximize": True}, "the loss goes down"),
 ])
-def test_train_stage2_rejects(mistake, message):
-    assert_rejects(check_train_stage2, make_train(2, **mistake), message, parts=("expected:", "received:", "hint:"))
+def test_train_stage1_rejects(mistake, message):
+    assert_rejects(check_train_stage1, make_train(1, **mistake), message, parts=("expected:", "received:", "hint:"))
 
 
-def test_train_stage2_says_what_must_change_in_plain_english():
-    with pytest.raises(CheckError) as error:
-        check_train_stage2(make_train(2, freeze="other_stage"))
-    assert "expected: the projector and the language model change\n" in str(error.value), str(error.value)
+def test_train_stage1_rejects_a_wrong_signature():
+    def train_stage1(model, dataset, epochs=30, batch_size=32, lr=1e-3):
+        return make_train(1)(model, dataset, epochs, batch_size, lr)
+
+    with pytest.raises(CheckError, match="keep the signature"):
+        check_train_stage1(train_stage1)
 
 
-def test_train_stage2_names_the_mistake_of_its_instruction_builder():
+def test_train_stage1_names_the_mistake_of_its_caption_builder():
+    """A right loop that uses a build_caption_batch without <end>: the message names that mistake."""
     namespace = _notebook_namespace()
-    namespace["build_instruction_batch"] = instruction_question_supervised
-    with pytest.raises(CheckError, match="question tokens supervised"):
-        check_train_stage2(namespace["train_stage2"])
+    namespace["build_caption_batch"] = caption_no_end
+    with pytest.raises(CheckError, match="<end> not supervised"):
+        check_train_stage1(namespace["train_stage1"])
 
 
-# -- answer_question --------------------------------------------------------------------------------
-
-def answer_loop(model, image, question_tokens, max_new_tokens=5):
-    ids = torch.tensor([[START, *question_tokens]])
-    answer = []
-    with torch.no_grad():
-        for _ in range(max_new_tokens):
-            token = model(image.unsqueeze(0), ids)[0, -1].argmax().item()
-            if token == END:
-                break
-            answer.append(token)
-            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return answer
+def test_train_stage1_points_at_a_broken_caption_builder():
+    """A right loop whose builder makes an unlisted mistake: the message says to fix the builder first."""
+    namespace = _notebook_namespace()
+    namespace["build_caption_batch"] = lambda captions: caption_loop([c[::-1] for c in captions])
+    with pytest.raises(CheckError, match="your build_caption_batch does not pass its own check yet"):
+        check_train_stage1(namespace["train_stage1"])
 
 
-def answer_cached(model, image, question_tokens, max_new_tokens=5):
-    """Encode the image once, then run only the language model on [visual; text] embeddings."""
-    with torch.no_grad():
-        visual = model.encode_images(image[None])
-        tokens = [START, *question_tokens]
-        answer: list[int] = []
-        while len(answer) < max_new_tokens:
-            text = model.language_model.token_embedding(torch.tensor([tokens]))
-            token = int(model.language_model(torch.cat([visual, text], dim=1))[0, -1].argmax())
-            if token == END:
-                return answer
-            answer.append(token)
-            tokens.append(token)
-    return answer
-
-
-def answer_truncates_afterwards(model, image, question_tokens, max_new_tokens=5):
-    """Always generates max_new_tokens, then cuts at the first <end>: wasteful but right."""
-    ids = torch.tensor([[START, *question_tokens]])
-    for _ in range(max_new_tokens):
-        ids = torch.cat([ids, model(image[None], ids)[:, -1:].argmax(-1)], dim=1)
-    new = ids[0, 1 + len(question_tokens):].tolist()
-    return new[: new.index(END)] if END in new else new
-
-
-def answer_keeps_end(model, image, question_tokens, max_new_tokens=5):
-    ids = torch.tensor([[START, *question_tokens]])
-    answer = []
-    for _ in range(max_new_tokens):
-        token = model(image[None], ids)[0, -1].argmax().item()
-        answer.append(token)
-        if token == END:
-            break
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return answer
-
-
-def answer_ignores_end(model, image, question_tokens, max_new_tokens=5):
-    ids = torch.tensor([[START, *question_tokens]])
-    for _ in range(max_new_tokens):
-        ids = torch.cat([ids, model(image[None], ids)[:, -1:].argmax(-1)], dim=1)
-    return ids[0, 1 + len(question_tokens):].tolist()
-
-
-def answer_seed_single_argmax(model, image, question_tokens, max_new_tokens=5):
-    """The seed's evaluation: one argmax at the position after the question, repeated."""
-    ids = torch.tensor([[START, *question_tokens]])
-    position = model.num_patches + len(question_tokens)
-    answer = []
-    for _ in range(max_new_tokens):
-        token = model(image[None], ids)[0, position].argmax().item()
-        if token == END:
-            break
-        answer.append(token)
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return answer
-
-
-def answer_no_start(model, image, question_tokens, max_new_tokens=5):
-    return _answer_from(model, image, list(question_tokens), max_new_tokens)  # forgot <start>
-
-
-def _answer_from(model, image, prompt, max_new_tokens):
-    ids = torch.tensor([prompt])
-    answer = []
-    for _ in range(max_new_tokens):
-        token = model(image[None], ids)[0, -1].argmax().item()
-        if token == END:
-            break
-        answer.append(token)
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return answer
-
-
-def answer_sampling(model, image, question_tokens, max_new_tokens=5):
-    ids = torch.tensor([[START, *question_tokens]])
-    answer = []
-    for _ in range(max_new_tokens):
-        probs = model(image[None], ids)[0, -1].softmax(-1)
-        token = int(torch.multinomial(probs, 1))
-        if token == END:
-            break
-        answer.append(token)
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return answer
-
-
-def answer_no_limit(model, image, question_tokens, max_new_tokens=5):
-    ids = torch.tensor([[START, *question_tokens]])
-    answer = []
-    while True:
-        token = model(image[None], ids)[0, -1].argmax().item()
-        if token == END:
-            return answer
-        answer.append(token)
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-
-
-def answer_tensor(model, image, question_tokens, max_new_tokens=5):
-    return torch.tensor(answer_loop(model, image, question_tokens, max_new_tokens))
-
-
-def answer_tensor_items(model, image, question_tokens, max_new_tokens=5):
-    return [torch.tensor(t) for t in answer_loop(model, image, question_tokens, max_new_tokens)]
-
-
-def answer_no_batch_dim(model, image, question_tokens, max_new_tokens=5):
-    ids = torch.tensor([[START, *question_tokens]])
-    answer = []
-    for _ in range(max_new_tokens):
-        token = model(image, ids)[0, -1].argmax().item()
-        if token == END:
-            break
-        answer.append(token)
-        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
-    return answer
-
-
-def answer_only_last_token_fed(model, image, question_tokens, max_new_tokens=5):
-    """Feeds only the newest token after the first step (as if the model kept a cache)."""
-    ids = torch.tensor([[START, *question_tokens]])
-    answer = []
-    for _ in range(max_new_tokens):
-        token = model(image[None], ids)[0, -1].argmax().item()
-        if token == END:
-            break
-        answer.append(token)
-        ids = torch.tensor([[token]])
-    return answer
-
-
-@pytest.mark.parametrize("fn", [answer_loop, answer_cached, answer_truncates_afterwards])
-def test_answer_question_accepts(fn, capsys):
-    assert_accepts(check_answer_question, fn, capsys, "answer_question", only_output=False)
-
-
-def test_answer_question_accepts_the_notebook_solution(capsys):
-    assert_accepts(check_answer_question, _notebook_namespace()["answer_question"], capsys, "answer_question",
-                   only_output=False)
-
-
-@pytest.mark.parametrize("fn, message", [
-    (answer_keeps_end, "leave <end> out of the answer"),
-    (answer_ignores_end, "stop at the first <end>"),
-    (answer_seed_single_argmax, "at the *last* position"),
-    (answer_no_start, "the prompt is <start> + question"),
-    (answer_sampling, "greedy decoding"),
-    (answer_no_limit, "stop after max_new_tokens"),
-    (answer_tensor, "a list of token ids"),
-    (answer_tensor_items, "a list of Python ints"),
-    (answer_no_batch_dim, "pass image.unsqueeze(0)"),
-    (answer_only_last_token_fed, "feed the whole sequence"),
-])
-def test_answer_question_rejects(fn, message):
-    assert_rejects(check_answer_question, fn, message, parts=("expected:", "received:", "hint:"))
-
-
-def test_answer_question_rejects_a_wrong_default():
-    def answer_question(model, image, question_tokens, max_new_tokens=10):
-        return answer_loop(model, image, question_tokens, max_new_tokens)
-
-    with pytest.raises(CheckError, match="max_new_tokens=5"):
-        check_answer_question(answer_question)
+def test_train_stage1_check_leaves_the_global_random_state_alone():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    check_train_stage1(make_train(1))
+    assert torch.equal(torch.rand(3), expected)
 
 
 # -- the hidden tests of the notebook -----------------------------------------------------------------
@@ -335,23 +169,23 @@ def _cell(cell_id: str) -> str:
 
 
 def _notebook_namespace() -> dict:
+    """The notebook's imports and solutions, executed as the notebook would."""
     namespace: dict = {}
     exec("import torch\nimport tutor_lib\nimport tutor_lib.checks\ndevice = torch.device('cpu')", namespace)
-    for cell_id in ("imports", "build_instruction_batch", "train_stage2", "answer_question"):
+    for cell_id in ("imports", "build_caption_batch", "train_stage1"):
         exec(_cell(cell_id), namespace)
     return namespace
 
 
-@pytest.mark.parametrize("cell_id", ["test_build_instruction_batch", "test_train_stage2", "test_answer_question"])
+@pytest.mark.parametrize("cell_id", ["test_build_caption_batch", "test_train_stage1"])
 def test_test_cells_pass_on_the_solution(cell_id, capsys):
     exec(_cell(cell_id), _notebook_namespace())
     assert "✓" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("cell_id, name, reference", [
-    ("test_build_instruction_batch", "build_instruction_batch", tutor_lib.batching.build_instruction_batch),
-    ("test_train_stage2", "train_stage2", tutor_lib.train.train_stage2),
-    ("test_answer_question", "answer_question", tutor_lib.evaluate.answer_question),
+    ("test_build_caption_batch", "build_caption_batch", tutor_lib.batching.build_caption_batch),
+    ("test_train_stage1", "train_stage1", tutor_lib.train.train_stage1),
 ])
 def test_hidden_tests_reject_the_reference(cell_id, name, reference):
     namespace = _notebook_namespace()
@@ -361,18 +195,29 @@ def test_hidden_tests_reject_the_reference(cell_id, name, reference):
 
 
 @pytest.mark.parametrize("cell_id, wrapper", [
-    ("test_build_instruction_batch",
-     "import tutor_lib.batching as B\ndef build_instruction_batch(questions, answers):\n"
-     "    return B.build_conversation_batch([[(q, a)] for q, a in zip(questions, answers)])\n"),
-    ("test_train_stage2", "def train_stage2(model, dataset, num_epochs=50, batch_size=32, lr=5e-4):\n"
-                          "    return tutor_lib.train_stage2(model, dataset, num_epochs, batch_size, lr, progress=False)\n"),
-    ("test_answer_question", "from tutor_lib.evaluate import generate\n"
-                             "def answer_question(model, image, question_tokens, max_new_tokens=5):\n"
-                             "    prompt = torch.tensor([[1, *question_tokens]])\n"
-                             "    return generate(model, image[None], prompt, max_new_tokens)[0]\n"),
+    ("test_build_caption_batch", "def build_caption_batch(captions):\n    return tutor_lib.build_caption_batch(captions)\n"),
+    ("test_train_stage1", "from tutor_lib.train import fit, caption_tensors\n"
+                          "def train_stage1(model, dataset, num_epochs=30, batch_size=32, lr=1e-3):\n"
+                          "    set_stage(model, 1)\n"
+                          "    return fit(model, *caption_tensors(dataset), num_epochs, batch_size, lr, progress=False)\n"),
 ])
 def test_hidden_tests_reject_a_wrapper_around_the_reference(cell_id, wrapper):
     namespace = _notebook_namespace()
     exec(wrapper, namespace)
     with pytest.raises(CheckError, match="is your own implementation"):
         exec(_cell(cell_id), namespace)
+
+
+def test_hidden_tests_reject_a_wrong_stage1_the_visible_check_cannot_see():
+    """The hidden inline case runs a batch size that does not divide the dataset."""
+    namespace = _notebook_namespace()
+    source = _cell("test_train_stage1").replace("tutor_lib.checks.check_train_stage1(train_stage1)\n", "")
+
+    def train_stage1(model, dataset, num_epochs=30, batch_size=32, lr=1e-3):
+        if len(dataset) % batch_size:
+            raise ValueError("the dataset must split into whole batches")
+        return make_train(1)(model, dataset, num_epochs, batch_size, lr)
+
+    namespace["train_stage1"] = train_stage1
+    with pytest.raises(ValueError):
+        exec(source, namespace)

@@ -1,121 +1,378 @@
-"""check_hflip_example rejects the typical wrong flips with a specific message and accepts correct variants."""
+"""The checks of notebook 06_stage2 reject typical wrong implementations and accept correct ones."""
 
 from __future__ import annotations
 
-import numpy as np
+import json
+from pathlib import Path
+
 import pytest
 import torch
 from check_assertions import assert_accepts, assert_rejects
+from stage_students import make_train, make_train_per_batch
 
 import tutor_lib
-from tutor_lib.checks import CheckError, check_hflip_example, not_reference
-from tutor_lib.checks.nb06_experiments import expect_flip
+from tutor_lib.checks import CheckError, check_answer_question, check_build_instruction_batch, check_train_stage2
+from tutor_lib.vocab import END, IGNORE_INDEX, PAD, START
 
-SWAP = {"top-left": "top-right", "top-right": "top-left", "bottom-left": "bottom-right",
-        "bottom-right": "bottom-left", "center": "center"}
-
-
-# -- correct variants --------------------------------------------------------------------------
-
-def flip_dict(image, position):
-    return torch.flip(image, dims=[2]), SWAP[position]
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOK = ROOT / "solutions" / "06_stage2" / "06_stage2.ipynb"
 
 
-def flip_index_if_chain(image, position):
-    columns = torch.arange(image.shape[-1] - 1, -1, -1)
-    if "left" in position:
-        new = position.replace("left", "right")
-    elif "right" in position:
-        new = position.replace("right", "left")
-    else:
-        new = position
-    return image[:, :, columns], new
+# -- build_instruction_batch ------------------------------------------------------------------------
+
+def _padded(rows, value):
+    width = max(len(r) for r in rows)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
 
 
-def flip_numpy_list(image, position):
-    mirrored = torch.from_numpy(np.ascontiguousarray(image.numpy()[:, :, ::-1]))
-    words = position.split("-")
-    words = [{"left": "right", "right": "left"}.get(w, w) for w in words]
-    return [mirrored, "-".join(words)]
+def instruction_lists(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
 
 
-def flip_fliplr(image, position):
-    return torch.fliplr(image.permute(1, 2, 0)).permute(2, 0, 1), SWAP[position]
+def instruction_masked_sequence(questions, answers):
+    """Write the whole sequence, mark what is supervised, then shift: the LLaVA way."""
+    inputs, labels = [], []
+    for q, a in zip(questions, answers):
+        sequence = torch.tensor([START, *q, *a, END])
+        supervised = torch.tensor([False] * (1 + len(q)) + [True] * (len(a) + 1))
+        inputs.append(sequence[:-1])
+        labels.append(torch.where(supervised[1:], sequence[1:], IGNORE_INDEX))
+    pad = torch.nn.utils.rnn.pad_sequence
+    return pad(inputs, batch_first=True, padding_value=PAD), pad(labels, batch_first=True, padding_value=IGNORE_INDEX)
 
 
-@pytest.mark.parametrize("fn", [flip_dict, flip_index_if_chain, flip_numpy_list, flip_fliplr])
-def test_correct_variants_pass(fn, capsys):
-    assert_accepts(check_hflip_example, fn, capsys, "hflip_example")
+def instruction_question_supervised(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded([[*q, *a, END] for q, a in zip(questions, answers)], IGNORE_INDEX)
 
 
-def test_reference_passes_check_but_not_not_reference():
-    check_hflip_example(tutor_lib.hflip_example)
-    not_reference("hflip_example", flip_dict, [tutor_lib.augment.hflip_example])
-    with pytest.raises(CheckError, match="your own implementation"):
-        not_reference("hflip_example", tutor_lib.hflip_example, [tutor_lib.augment.hflip_example])
-
-    def wraps_reference(image, position):
-        return tutor_lib.augment.hflip_example(image, position)
-
-    with pytest.raises(CheckError, match="calls"):
-        not_reference("hflip_example", wraps_reference, [tutor_lib.augment.hflip_example])
+def instruction_mask_too_long(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * (len(q) + 1) + [*a[1:], END] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
 
 
-# -- typical mistakes, each with the message it must produce ----------------------------------
-
-WRONG = {
-    "vertical flip": (lambda im, p: (im.flip(1), SWAP[p]), "upside down"),
-    "channels flipped (dim 0 of channels-first)": (lambda im, p: (im.flip(0), SWAP[p]), "color channels are reversed"),
-    "both axes": (lambda im, p: (im.flip(1, 2), SWAP[p]), "both ways"),
-    "image not flipped": (lambda im, p: (im.clone(), SWAP[p]), "image is unchanged"),
-    "transposed": (lambda im, p: (im.transpose(1, 2), SWAP[p]), "transposed"),
-    "label not swapped": (lambda im, p: (im.flip(-1), p), "label was not swapped"),
-    "center swapped": (lambda im, p: (im.flip(-1), {**SWAP, "center": "top-left"}[p]), "center stays in the center"),
-    "top and bottom swapped": (lambda im, p: (im.flip(-1), p.replace("top", "#").replace("bottom", "top")
-                                              .replace("#", "bottom")), "swapped top and bottom"),
-    "channels-last result": (lambda im, p: (im.flip(-1).permute(1, 2, 0), SWAP[p]), "channels-last"),
-    "label only returned": (lambda im, p: SWAP[p], "a pair"),
-    "position as an index": (lambda im, p: (im.flip(-1), 1), "a string"),
-    "noise added": (lambda im, p: (im.flip(-1) + 0.01, SWAP[p]), "only move pixels"),
-}
+def instruction_mask_too_short(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * (len(q) - 1) + [q[-1], *a, END] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
 
 
-def _in_place(image, position):
-    image.copy_(image.flip(-1))
-    return image, SWAP[position]
+def instruction_unshifted(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * (len(q) + 1) + list(a) for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
 
 
-WRONG["flipped in place"] = (_in_place, "in place")
+def instruction_no_end(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(q) + [*a, IGNORE_INDEX] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
 
 
-@pytest.mark.parametrize("name", list(WRONG))
-def test_wrong_variants_fail_with_a_specific_message(name, capsys):
-    fn, message = WRONG[name]
-    assert_rejects(check_hflip_example, fn, match=message, capsys=capsys)
+def instruction_labels_padded_with_pad(questions, answers):
+    ids, labels = instruction_lists(questions, answers)
+    width = [1 + len(q) + len(a) for q, a in zip(questions, answers)]
+    for i, w in enumerate(width):
+        labels[i, w:] = PAD
+    return ids, labels
 
 
-def test_an_exception_in_student_code_is_a_failure_without_stderr(capsys):
-    def broken(image, position):
-        import warnings
-        warnings.warn("noisy", stacklevel=2)
-        raise RuntimeError("boom")
-
-    with pytest.raises(CheckError, match="RuntimeError: boom"):
-        check_hflip_example(broken)
-    assert capsys.readouterr().err == ""
+def instruction_mutates(questions, answers):
+    for a in answers:
+        a.append(END)
+    ids = [[START, *q, *a[:-1]] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(q) + list(a) for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
 
 
-def test_expect_flip_with_literal_values():
-    image = torch.arange(12.0).view(3, 2, 2)
-    expected = torch.tensor([[[1.0, 0.0], [3.0, 2.0]], [[5.0, 4.0], [7.0, 6.0]], [[9.0, 8.0], [11.0, 10.0]]])
-    expect_flip("literal", flip_dict, image, "top-left", expected, "top-right")
-    with pytest.raises(CheckError, match="label was not swapped"):
-        expect_flip("literal", WRONG["label not swapped"][0], image, "top-left", expected, "top-right")
+@pytest.mark.parametrize("fn", [instruction_lists, instruction_masked_sequence, tutor_lib.build_instruction_batch])
+def test_instruction_batch_accepts(fn, capsys):
+    assert_accepts(check_build_instruction_batch, fn, capsys, "build_instruction_batch", only_output=False)
 
 
-def test_check_is_fast():
-    import time
+@pytest.mark.parametrize("fn, message", [
+    (instruction_question_supervised, "question tokens supervised"),
+    (instruction_mask_too_long, "one position too long"),
+    (instruction_mask_too_short, "one position too short"),
+    (instruction_unshifted, "labels not shifted"),
+    (instruction_no_end, "<end> missing"),
+    (instruction_labels_padded_with_pad, "pad labels with IGNORE_INDEX (-100), not PAD (0)"),
+    (instruction_mutates, "do not change the caller's lists"),
+])
+def test_instruction_batch_rejects(fn, message):
+    assert_rejects(check_build_instruction_batch, fn, message, parts=("expected:", "received:", "hint:"))
 
-    start = time.perf_counter()
-    check_hflip_example(flip_dict)
-    assert time.perf_counter() - start < 2.0
+
+# -- train_stage2 -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("fn", [make_train(2), make_train_per_batch(2)], ids=["vectorised-adam", "per-batch-adamw"])
+def test_train_stage2_accepts(fn, capsys):
+    check_train_stage2(fn)
+    assert "the projector and the language model changed" in capsys.readouterr().out
+
+
+def test_train_stage2_accepts_the_notebook_solution(capsys):
+    assert_accepts(check_train_stage2, _notebook_namespace()["train_stage2"], capsys, "train_stage2", only_output=False)
+
+
+@pytest.mark.parametrize("mistake, message", [
+    ({"question_supervised": True}, "question tokens supervised"),
+    ({"pad_labels_with": PAD}, "padding supervised"),
+    ({"slice_offset": -1}, "logits sliced one position off"),
+    ({"shift": False}, "labels not shifted"),
+    ({"reduction": "sum"}, "summed instead of averaged"),
+    ({"epoch_value": "per_batch"}, "one loss per batch"),
+    ({"epoch_value": "last"}, "last batch's loss"),
+    ({"freeze": "none"}, "call set_stage(model, 2)"),
+    ({"freeze": "other_stage"}, "no parameter of language_model changed"),
+    ({"freeze": "everything_on", "all_parameters": True}, "vision_encoder requires_grad off"),
+])
+def test_train_stage2_rejects(mistake, message):
+    assert_rejects(check_train_stage2, make_train(2, **mistake), message, parts=("expected:", "received:", "hint:"))
+
+
+def test_train_stage2_says_what_must_change_in_plain_english():
+    with pytest.raises(CheckError) as error:
+        check_train_stage2(make_train(2, freeze="other_stage"))
+    assert "expected: the projector and the language model change\n" in str(error.value), str(error.value)
+
+
+def test_train_stage2_names_the_mistake_of_its_instruction_builder():
+    namespace = _notebook_namespace()
+    namespace["build_instruction_batch"] = instruction_question_supervised
+    with pytest.raises(CheckError, match="question tokens supervised"):
+        check_train_stage2(namespace["train_stage2"])
+
+
+# -- answer_question --------------------------------------------------------------------------------
+
+def answer_loop(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    with torch.no_grad():
+        for _ in range(max_new_tokens):
+            token = model(image.unsqueeze(0), ids)[0, -1].argmax().item()
+            if token == END:
+                break
+            answer.append(token)
+            ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_cached(model, image, question_tokens, max_new_tokens=5):
+    """Encode the image once, then run only the language model on [visual; text] embeddings."""
+    with torch.no_grad():
+        visual = model.encode_images(image[None])
+        tokens = [START, *question_tokens]
+        answer: list[int] = []
+        while len(answer) < max_new_tokens:
+            text = model.language_model.token_embedding(torch.tensor([tokens]))
+            token = int(model.language_model(torch.cat([visual, text], dim=1))[0, -1].argmax())
+            if token == END:
+                return answer
+            answer.append(token)
+            tokens.append(token)
+    return answer
+
+
+def answer_truncates_afterwards(model, image, question_tokens, max_new_tokens=5):
+    """Always generates max_new_tokens, then cuts at the first <end>: wasteful but right."""
+    ids = torch.tensor([[START, *question_tokens]])
+    for _ in range(max_new_tokens):
+        ids = torch.cat([ids, model(image[None], ids)[:, -1:].argmax(-1)], dim=1)
+    new = ids[0, 1 + len(question_tokens):].tolist()
+    return new[: new.index(END)] if END in new else new
+
+
+def answer_keeps_end(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], ids)[0, -1].argmax().item()
+        answer.append(token)
+        if token == END:
+            break
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_ignores_end(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    for _ in range(max_new_tokens):
+        ids = torch.cat([ids, model(image[None], ids)[:, -1:].argmax(-1)], dim=1)
+    return ids[0, 1 + len(question_tokens):].tolist()
+
+
+def answer_seed_single_argmax(model, image, question_tokens, max_new_tokens=5):
+    """The seed's evaluation: one argmax at the position after the question, repeated."""
+    ids = torch.tensor([[START, *question_tokens]])
+    position = model.num_patches + len(question_tokens)
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], ids)[0, position].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_no_start(model, image, question_tokens, max_new_tokens=5):
+    return _answer_from(model, image, list(question_tokens), max_new_tokens)  # forgot <start>
+
+
+def _answer_from(model, image, prompt, max_new_tokens):
+    ids = torch.tensor([prompt])
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], ids)[0, -1].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_sampling(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(max_new_tokens):
+        probs = model(image[None], ids)[0, -1].softmax(-1)
+        token = int(torch.multinomial(probs, 1))
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_no_limit(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    while True:
+        token = model(image[None], ids)[0, -1].argmax().item()
+        if token == END:
+            return answer
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+
+
+def answer_tensor(model, image, question_tokens, max_new_tokens=5):
+    return torch.tensor(answer_loop(model, image, question_tokens, max_new_tokens))
+
+
+def answer_tensor_items(model, image, question_tokens, max_new_tokens=5):
+    return [torch.tensor(t) for t in answer_loop(model, image, question_tokens, max_new_tokens)]
+
+
+def answer_no_batch_dim(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image, ids)[0, -1].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_only_last_token_fed(model, image, question_tokens, max_new_tokens=5):
+    """Feeds only the newest token after the first step (as if the model kept a cache)."""
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], ids)[0, -1].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.tensor([[token]])
+    return answer
+
+
+@pytest.mark.parametrize("fn", [answer_loop, answer_cached, answer_truncates_afterwards])
+def test_answer_question_accepts(fn, capsys):
+    assert_accepts(check_answer_question, fn, capsys, "answer_question", only_output=False)
+
+
+def test_answer_question_accepts_the_notebook_solution(capsys):
+    assert_accepts(check_answer_question, _notebook_namespace()["answer_question"], capsys, "answer_question",
+                   only_output=False)
+
+
+@pytest.mark.parametrize("fn, message", [
+    (answer_keeps_end, "leave <end> out of the answer"),
+    (answer_ignores_end, "stop at the first <end>"),
+    (answer_seed_single_argmax, "at the *last* position"),
+    (answer_no_start, "the prompt is <start> + question"),
+    (answer_sampling, "greedy decoding"),
+    (answer_no_limit, "stop after max_new_tokens"),
+    (answer_tensor, "a list of token ids"),
+    (answer_tensor_items, "a list of Python ints"),
+    (answer_no_batch_dim, "pass image.unsqueeze(0)"),
+    (answer_only_last_token_fed, "feed the whole sequence"),
+])
+def test_answer_question_rejects(fn, message):
+    assert_rejects(check_answer_question, fn, message, parts=("expected:", "received:", "hint:"))
+
+
+def test_answer_question_rejects_a_wrong_default():
+    def answer_question(model, image, question_tokens, max_new_tokens=10):
+        return answer_loop(model, image, question_tokens, max_new_tokens)
+
+    with pytest.raises(CheckError, match="max_new_tokens=5"):
+        check_answer_question(answer_question)
+
+
+# -- the hidden tests of the notebook -----------------------------------------------------------------
+
+def _cell(cell_id: str) -> str:
+    cells = json.loads(NOTEBOOK.read_text(encoding="utf-8"))["cells"]
+    return "".join(next(c for c in cells if c.get("id") == cell_id)["source"])
+
+
+def _notebook_namespace() -> dict:
+    namespace: dict = {}
+    exec("import torch\nimport tutor_lib\nimport tutor_lib.checks\ndevice = torch.device('cpu')", namespace)
+    for cell_id in ("imports", "build_instruction_batch", "train_stage2", "answer_question"):
+        exec(_cell(cell_id), namespace)
+    return namespace
+
+
+@pytest.mark.parametrize("cell_id", ["test_build_instruction_batch", "test_train_stage2", "test_answer_question"])
+def test_test_cells_pass_on_the_solution(cell_id, capsys):
+    exec(_cell(cell_id), _notebook_namespace())
+    assert "✓" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("cell_id, name, reference", [
+    ("test_build_instruction_batch", "build_instruction_batch", tutor_lib.batching.build_instruction_batch),
+    ("test_train_stage2", "train_stage2", tutor_lib.train.train_stage2),
+    ("test_answer_question", "answer_question", tutor_lib.evaluate.answer_question),
+])
+def test_hidden_tests_reject_the_reference(cell_id, name, reference):
+    namespace = _notebook_namespace()
+    namespace[name] = reference
+    with pytest.raises(CheckError, match="is your own implementation"):
+        exec(_cell(cell_id), namespace)
+
+
+@pytest.mark.parametrize("cell_id, wrapper", [
+    ("test_build_instruction_batch",
+     "import tutor_lib.batching as B\ndef build_instruction_batch(questions, answers):\n"
+     "    return B.build_conversation_batch([[(q, a)] for q, a in zip(questions, answers)])\n"),
+    ("test_train_stage2", "def train_stage2(model, dataset, num_epochs=50, batch_size=32, lr=5e-4):\n"
+                          "    return tutor_lib.train_stage2(model, dataset, num_epochs, batch_size, lr, progress=False)\n"),
+    ("test_answer_question", "from tutor_lib.evaluate import generate\n"
+                             "def answer_question(model, image, question_tokens, max_new_tokens=5):\n"
+                             "    prompt = torch.tensor([[1, *question_tokens]])\n"
+                             "    return generate(model, image[None], prompt, max_new_tokens)[0]\n"),
+])
+def test_hidden_tests_reject_a_wrapper_around_the_reference(cell_id, wrapper):
+    namespace = _notebook_namespace()
+    exec(wrapper, namespace)
+    with pytest.raises(CheckError, match="is your own implementation"):
+        exec(_cell(cell_id), namespace)

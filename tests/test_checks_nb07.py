@@ -1,241 +1,121 @@
-"""check_build_conversation_batch rejects typical multi-turn label-mask mistakes and accepts correct variants."""
+"""check_hflip_example rejects the typical wrong flips with a specific message and accepts correct variants."""
 
 from __future__ import annotations
 
-import time
-
+import numpy as np
 import pytest
 import torch
 from check_assertions import assert_accepts, assert_rejects
 
 import tutor_lib
-from tutor_lib.checks import CheckError, check_build_conversation_batch, not_reference
-from tutor_lib.checks.nb07_multiturn import expect_batch
+from tutor_lib.checks import CheckError, check_hflip_example, not_reference
+from tutor_lib.checks.nb07_experiments import expect_flip
 
-PAD, START, END, IGNORE = 0, 1, 2, -100
-
-
-def _pad(rows, value):
-    length = max(len(r) for r in rows)
-    return torch.tensor([r + [value] * (length - len(r)) for r in rows], dtype=torch.long)
+SWAP = {"top-left": "top-right", "top-right": "top-left", "bottom-left": "bottom-right",
+        "bottom-right": "bottom-left", "center": "center"}
 
 
 # -- correct variants --------------------------------------------------------------------------
 
-def loop_version(conversations):
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [START], [IGNORE]
-        for question, answer in turns:
-            seq += list(question) + list(answer) + [END]
-            lab += [IGNORE] * len(question) + list(answer) + [END]
-        inputs.append(seq[:-1])
-        labels.append(lab[1:])
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
+def flip_dict(image, position):
+    return torch.flip(image, dims=[2]), SWAP[position]
 
 
-def tensor_mask_version(conversations):
-    sequences, masks = [], []
-    for turns in conversations:
-        seq, mask = [START], [False]
-        for question, answer in turns:
-            seq.extend([*question, *answer, END])
-            mask.extend([False] * len(question) + [True] * (len(answer) + 1))
-        sequences.append(torch.tensor(seq))
-        masks.append(torch.tensor(mask))
-    labels = [torch.where(m, s, torch.full_like(s, IGNORE))[1:] for s, m in zip(sequences, masks)]
-    inputs = [s[:-1] for s in sequences]  # shift each row first, then pad
-    return (torch.nn.utils.rnn.pad_sequence(inputs, batch_first=True, padding_value=PAD),
-            torch.nn.utils.rnn.pad_sequence(labels, batch_first=True, padding_value=IGNORE))
+def flip_index_if_chain(image, position):
+    columns = torch.arange(image.shape[-1] - 1, -1, -1)
+    if "left" in position:
+        new = position.replace("left", "right")
+    elif "right" in position:
+        new = position.replace("right", "left")
+    else:
+        new = position
+    return image[:, :, columns], new
 
 
-def pad_then_shift(conversations):
-    """Pads the full sequences, then shifts: shorter rows keep their final <end> in the input."""
-    sequences, masks = [], []
-    for turns in conversations:
-        seq, mask = [START], [False]
-        for question, answer in turns:
-            seq.extend([*question, *answer, END])
-            mask.extend([False] * len(question) + [True] * (len(answer) + 1))
-        sequences.append(torch.tensor(seq))
-        masks.append(torch.tensor(mask))
-    seq = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=PAD)
-    mask = torch.nn.utils.rnn.pad_sequence(masks, batch_first=True, padding_value=False)
-    labels = torch.where(mask, seq, torch.full_like(seq, IGNORE))
-    return seq[:, :-1], labels[:, 1:]
+def flip_numpy_list(image, position):
+    mirrored = torch.from_numpy(np.ascontiguousarray(image.numpy()[:, :, ::-1]))
+    words = position.split("-")
+    words = [{"left": "right", "right": "left"}.get(w, w) for w in words]
+    return [mirrored, "-".join(words)]
 
 
-def per_turn_concat_version(conversations):
-    """Labels built by concatenating per-turn pieces (LLaVA's own style), returned as a list."""
-    rows = []
-    for turns in conversations:
-        ids, targets = [START], []
-        for k, (question, answer) in enumerate(turns):
-            targets += [IGNORE] * len(question) + list(answer) + [END]
-            ids += list(question) + list(answer) + ([END] if k < len(turns) - 1 else [])
-        rows.append((ids, targets))
-    return [_pad([r[0] for r in rows], PAD), _pad([r[1] for r in rows], IGNORE)]
+def flip_fliplr(image, position):
+    return torch.fliplr(image.permute(1, 2, 0)).permute(2, 0, 1), SWAP[position]
 
 
-@pytest.mark.parametrize("fn", [loop_version, tensor_mask_version, per_turn_concat_version,
-                                tutor_lib.build_conversation_batch])
+@pytest.mark.parametrize("fn", [flip_dict, flip_index_if_chain, flip_numpy_list, flip_fliplr])
 def test_correct_variants_pass(fn, capsys):
-    assert_accepts(check_build_conversation_batch, fn, capsys, "build_conversation_batch")
+    assert_accepts(check_hflip_example, fn, capsys, "hflip_example")
 
 
-def test_not_reference_catches_the_reference():
-    not_reference("build_conversation_batch", loop_version, [tutor_lib.batching.build_conversation_batch])
+def test_reference_passes_check_but_not_not_reference():
+    check_hflip_example(tutor_lib.hflip_example)
+    not_reference("hflip_example", flip_dict, [tutor_lib.augment.hflip_example])
     with pytest.raises(CheckError, match="your own implementation"):
-        not_reference("build_conversation_batch", tutor_lib.build_conversation_batch,
-                      [tutor_lib.batching.build_conversation_batch])
+        not_reference("hflip_example", tutor_lib.hflip_example, [tutor_lib.augment.hflip_example])
+
+    def wraps_reference(image, position):
+        return tutor_lib.augment.hflip_example(image, position)
+
+    with pytest.raises(CheckError, match="calls"):
+        not_reference("hflip_example", wraps_reference, [tutor_lib.augment.hflip_example])
 
 
-# -- typical mistakes --------------------------------------------------------------------------
-
-def questions_supervised(conversations):
-    ids, labels = loop_version(conversations)
-    full = [[START] + [t for q, a in turns for t in [*q, *a, END]] for turns in conversations]
-    return ids, _pad([f[1:] for f in full], IGNORE)
-
-
-def no_end_between_turns(conversations):
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [START], [IGNORE]
-        for k, (question, answer) in enumerate(turns):
-            last = k == len(turns) - 1
-            seq += list(question) + list(answer) + ([END] if last else [])
-            lab += [IGNORE] * len(question) + list(answer) + ([END] if last else [])
-        inputs.append(seq[:-1])
-        labels.append(lab[1:])
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
-
-
-def end_not_supervised(conversations):
-    ids, labels = loop_version(conversations)
-    return ids, torch.where(labels == END, torch.full_like(labels, IGNORE), labels)
-
-
-def final_end_in_input(conversations):
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [START], []
-        for question, answer in turns:
-            seq += list(question) + list(answer) + [END]
-            lab += [IGNORE] * len(question) + list(answer) + [END]
-        inputs.append(seq)
-        labels.append(lab + [IGNORE])
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
-
-
-def labels_not_shifted(conversations):
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [START], [IGNORE]
-        for question, answer in turns:
-            seq += list(question) + list(answer) + [END]
-            lab += [IGNORE] * len(question) + list(answer) + [END]
-        inputs.append(seq[:-1])
-        labels.append(lab[:-1])  # aligned with the inputs instead of shifted by one
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
-
-
-def labels_padded_with_zero(conversations):
-    ids, _ = loop_version(conversations)
-    rows = loop_version(conversations)[1].tolist()
-    lengths = [sum(len(q) + len(a) + 1 for q, a in turns) for turns in conversations]
-    return ids, torch.tensor([r[:n] + [PAD] * (len(r) - n) for r, n in zip(rows, lengths)])
-
-
-def only_last_answer_supervised(conversations):
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [START], [IGNORE]
-        for k, (question, answer) in enumerate(turns):
-            seq += list(question) + list(answer) + [END]
-            if k == len(turns) - 1:
-                lab += [IGNORE] * len(question) + list(answer) + [END]
-            else:
-                lab += [IGNORE] * (len(question) + len(answer) + 1)
-        inputs.append(seq[:-1])
-        labels.append(lab[1:])
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
-
-
-def start_before_every_turn(conversations):
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [], []
-        for question, answer in turns:
-            seq += [START] + list(question) + list(answer) + [END]
-            lab += [IGNORE] + [IGNORE] * len(question) + list(answer) + [END]
-        inputs.append(seq[:-1])
-        labels.append(lab[1:])
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
-
-
-def mutates_its_input(conversations):
-    for turns in conversations:
-        for _question, answer in turns:
-            answer.append(END)  # "add the <end>" straight into the caller's list
-    inputs, labels = [], []
-    for turns in conversations:
-        seq, lab = [START], [IGNORE]
-        for question, answer in turns:
-            seq += list(question) + list(answer)
-            lab += [IGNORE] * len(question) + list(answer)
-        inputs.append(seq[:-1])
-        labels.append(lab[1:])
-    return _pad(inputs, PAD), _pad(labels, IGNORE)
-
-
-def int32_tensors(conversations):
-    ids, labels = loop_version(conversations)
-    return ids.int(), labels.int()
-
-
-def inputs_padded_with_ignore_index(conversations):
-    ids, labels = loop_version(conversations)
-    return torch.where(ids == PAD, torch.full_like(ids, IGNORE), ids), labels
-
+# -- typical mistakes, each with the message it must produce ----------------------------------
 
 WRONG = {
-    "question tokens supervised": (questions_supervised, "must be masked"),
-    "missing <end> after a turn": (no_end_between_turns, "must be followed by <end>"),
-    "<end> not supervised": (end_not_supervised, "must be supervised|must be a label"),
-    "final <end> in the input": (final_end_in_input, "final <end> is only a label"),
-    "off-by-one shift": (labels_not_shifted, "off by one"),
-    "labels padded with 0": (labels_padded_with_zero, "padding positions must be IGNORE_INDEX"),
-    "only the last answer supervised": (only_last_answer_supervised, "not supervised"),
-    "<start> before every turn": (start_before_every_turn, "<start> appears once"),
-    "mutates the caller's lists": (mutates_its_input, "changed the token lists"),
-    "int32 tensors": (int32_tensors, "torch.int64"),
-    "inputs padded with -100": (inputs_padded_with_ignore_index, "pad input_ids on the right with PAD"),
-    "padded before shifting": (pad_then_shift, "padded before shifting"),
+    "vertical flip": (lambda im, p: (im.flip(1), SWAP[p]), "upside down"),
+    "channels flipped (dim 0 of channels-first)": (lambda im, p: (im.flip(0), SWAP[p]), "color channels are reversed"),
+    "both axes": (lambda im, p: (im.flip(1, 2), SWAP[p]), "both ways"),
+    "image not flipped": (lambda im, p: (im.clone(), SWAP[p]), "image is unchanged"),
+    "transposed": (lambda im, p: (im.transpose(1, 2), SWAP[p]), "transposed"),
+    "label not swapped": (lambda im, p: (im.flip(-1), p), "label was not swapped"),
+    "center swapped": (lambda im, p: (im.flip(-1), {**SWAP, "center": "top-left"}[p]), "center stays in the center"),
+    "top and bottom swapped": (lambda im, p: (im.flip(-1), p.replace("top", "#").replace("bottom", "top")
+                                              .replace("#", "bottom")), "swapped top and bottom"),
+    "channels-last result": (lambda im, p: (im.flip(-1).permute(1, 2, 0), SWAP[p]), "channels-last"),
+    "label only returned": (lambda im, p: SWAP[p], "a pair"),
+    "position as an index": (lambda im, p: (im.flip(-1), 1), "a string"),
+    "noise added": (lambda im, p: (im.flip(-1) + 0.01, SWAP[p]), "only move pixels"),
 }
+
+
+def _in_place(image, position):
+    image.copy_(image.flip(-1))
+    return image, SWAP[position]
+
+
+WRONG["flipped in place"] = (_in_place, "in place")
 
 
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_variants_fail_with_a_specific_message(name, capsys):
     fn, message = WRONG[name]
-    assert_rejects(check_build_conversation_batch, fn, parts=("case:", "expected:", "received:"), match=message, capsys=capsys)
+    assert_rejects(check_hflip_example, fn, match=message, capsys=capsys)
 
 
-def test_one_turn_case_comes_first_and_names_build_instruction_batch():
-    with pytest.raises(CheckError, match="build_instruction_batch"):
-        check_build_conversation_batch(questions_supervised)
+def test_an_exception_in_student_code_is_a_failure_without_stderr(capsys):
+    def broken(image, position):
+        import warnings
+        warnings.warn("noisy", stacklevel=2)
+        raise RuntimeError("boom")
+
+    with pytest.raises(CheckError, match="RuntimeError: boom"):
+        check_hflip_example(broken)
+    assert capsys.readouterr().err == ""
 
 
-def test_expect_batch_with_literal_values():
-    conversations = [[([3, 4, 9], [10]), ([20, 3, 5, 9], [13])]]
-    ids = [[1, 3, 4, 9, 10, 2, 20, 3, 5, 9, 13]]
-    labels = [[-100, -100, -100, 10, 2, -100, -100, -100, -100, 13, 2]]
-    expect_batch("literal", loop_version, conversations, ids, labels)
-    with pytest.raises(CheckError, match="must be masked"):
-        expect_batch("literal", questions_supervised, conversations, ids, labels)
+def test_expect_flip_with_literal_values():
+    image = torch.arange(12.0).view(3, 2, 2)
+    expected = torch.tensor([[[1.0, 0.0], [3.0, 2.0]], [[5.0, 4.0], [7.0, 6.0]], [[9.0, 8.0], [11.0, 10.0]]])
+    expect_flip("literal", flip_dict, image, "top-left", expected, "top-right")
+    with pytest.raises(CheckError, match="label was not swapped"):
+        expect_flip("literal", WRONG["label not swapped"][0], image, "top-left", expected, "top-right")
 
 
 def test_check_is_fast():
+    import time
+
     start = time.perf_counter()
-    check_build_conversation_batch(loop_version)
+    check_hflip_example(flip_dict)
     assert time.perf_counter() - start < 2.0

@@ -3,7 +3,7 @@
 A horizontal flip turns a shape on the left into a shape on the right, so the image can be
 flipped only if the position label is flipped too: "top-left" becomes "top-right".
 Color and shape survive the flip. A flip that forgets the label swap teaches the model
-wrong answers to "where is it ?"; notebook 06 measures both.
+wrong answers to "where is it ?"; notebook 07 measures both.
 """
 
 from __future__ import annotations

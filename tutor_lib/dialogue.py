@@ -1,4 +1,4 @@
-"""Multi-turn dialogues about one image: the data, training tensors and per-turn evaluation of notebook 07.
+"""Multi-turn dialogues about one image: the data, training tensors and per-turn evaluation of notebook 08.
 
 A dialogue asks two or three different questions about the same image. The first is one of
 the seed's questions ("what color ?"); every later one is a follow-up that starts with the

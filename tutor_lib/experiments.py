@@ -1,4 +1,4 @@
-"""Small seeded experiments on the two-stage recipe: the machinery behind notebook 06.
+"""Small seeded experiments on the two-stage recipe: the machinery behind notebook 07.
 
 Every experiment trains many small models, so it counts optimizer *steps* rather than epochs:
 "skip stage 1 at equal total steps" must give both arms exactly the same number of updates,

@@ -29,7 +29,7 @@ class ModelConfig:
     patch_size: int = 8  # one visual token per patch_size x patch_size patch
     vision_dim: int = 128  # width of the vision encoder's features
     llm_dim: int = 64  # width of the language model (and the projector's output)
-    vocab_size: int = VOCAB_SIZE  # 20 tokens; 21 with notebook 07's "and"
+    vocab_size: int = VOCAB_SIZE  # 20 tokens; 21 with notebook 08's "and"
     num_heads: int = 2  # attention heads per block
     num_layers: int = 2  # transformer blocks
     max_positions: int = 512  # learned position embeddings, as in the seed

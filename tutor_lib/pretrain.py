@@ -249,7 +249,7 @@ def cache_dir() -> Path:
 
 
 def _base_config(cfg: ModelConfig) -> ModelConfig:
-    # Stage 0 reads the base 20-token vocabulary; notebook 07's larger vocabulary adds rows on load.
+    # Stage 0 reads the base 20-token vocabulary; notebook 08's larger vocabulary adds rows on load.
     return ModelConfig(**{**asdict(cfg), "vocab_size": VOCAB_SIZE})
 
 
@@ -294,7 +294,7 @@ def find_stage0(name: str) -> Path | None:
 
 
 def _copy_rows(target: torch.Tensor, source: torch.Tensor) -> None:
-    # A larger vocabulary (notebook 07) keeps the new rows' fresh init, as resizing an LLM's embeddings does.
+    # A larger vocabulary (notebook 08) keeps the new rows' fresh init, as resizing an LLM's embeddings does.
     with torch.no_grad():
         target[: len(source)].copy_(source)
 
@@ -327,7 +327,7 @@ def load_stage0(model: MultimodalModel, seed: int = 42, stage0: Stage0Config | N
     lm_state = weights["language_model"]
     own = model.language_model.state_dict()
     for key in ("token_embedding.weight", "output_head.weight", "output_head.bias"):
-        if own[key].shape != lm_state[key].shape:  # notebook 07's extra token
+        if own[key].shape != lm_state[key].shape:  # notebook 08's extra token
             _copy_rows(own[key], lm_state[key])
             lm_state = {**lm_state, key: own[key]}
     model.language_model.load_state_dict(lm_state)

@@ -29,7 +29,7 @@ VOCAB: dict[str, int] = {token: i for i, token in enumerate(TOKENS)}
 ID_TO_TOKEN: dict[int, str] = dict(enumerate(TOKENS))
 VOCAB_SIZE = len(TOKENS)  # 20
 
-# Notebook 07 adds "and" for follow-up questions ("and what shape ?"); id 20.
+# Notebook 08 adds "and" for follow-up questions ("and what shape ?"); id 20.
 FOLLOW_UP_TOKENS = ("and",)
 EXTENDED_TOKENS = TOKENS + FOLLOW_UP_TOKENS
 EXTENDED_VOCAB: dict[str, int] = {token: i for i, token in enumerate(EXTENDED_TOKENS)}

@@ -1,4 +1,4 @@
-"""What the checks of notebooks 04 (stage 1) and 05 (stage 2) share: batch diagnosis and training checks.
+"""What the checks of notebooks 05 (stage 1) and 06 (stage 2) share: batch diagnosis and training checks.
 
 A training function is run four times on a tiny model (16x16 images, 4 visual tokens, one
 block) and a 24-sample dataset, each run asking one question:

@@ -177,7 +177,7 @@ def _words(ids: list[int]) -> str:
 
 def _qa_hint(key: str, received: list[int], expected: list[int], question_type: str) -> str:
     if START in received or END in received:
-        return "no <start> or <end> here: the batch builders add them (notebooks 04 and 05)"
+        return "no <start> or <end> here: the batch builders add them (notebooks 05 and 06)"
     if key == "caption_tokens" and received == expected[::-1]:
         return "the caption is '<color> <shape>', color first, e.g. 'red circle'"
     if key == "answer_tokens":

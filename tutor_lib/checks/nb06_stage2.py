@@ -1,4 +1,4 @@
-"""Checks for notebook 05_stage2: build_instruction_batch, train_stage2 and answer_question.
+"""Checks for notebook 06_stage2: build_instruction_batch, train_stage2 and answer_question.
 
 build_instruction_batch is compared token for token with the layout of the exercise (one- and
 multi-token answers, questions of different lengths). train_stage2 runs on a tiny model that

@@ -1,4 +1,4 @@
-"""Checks for notebook 04_stage1: build_caption_batch and train_stage1.
+"""Checks for notebook 05_stage1: build_caption_batch and train_stage1.
 
 build_caption_batch is compared token for token with the layout of the exercise on batches of
 equal and of different lengths, and must leave the caller's lists alone. train_stage1 runs on a

@@ -1,4 +1,4 @@
-"""Checks for notebook 07_multiturn: build_conversation_batch, the multi-turn label mask."""
+"""Checks for notebook 08_multiturn: build_conversation_batch, the multi-turn label mask."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checks for notebook 06_experiments: hflip_example, a label-preserving horizontal flip."""
+"""Checks for notebook 07_experiments: hflip_example, a label-preserving horizontal flip."""
 
 from __future__ import annotations
 
