@@ -63,6 +63,8 @@ def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="rebuild stage 0: pretrain the language model on text and the vision encoder CLIP-style")
     p.add_argument("--seed", type=_non_negative_int, default=42, help="random seed (default 42)")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: CUDA if available, else MPS, else CPU)")
+    p.add_argument("--image-size", type=_positive_int, default=64,
+                   help="image size of the model to pretrain for (default 64; notebook 07's experiments use 32)")
     p.add_argument("--output", default=None, help="folder for the weights (default: $TUTOR_CACHE or ~/.cache/tutor_lib)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(handler=_pretrain)
@@ -71,14 +73,18 @@ def _add_pretrain(sub) -> None:
 def _pretrain(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from .model import ModelConfig
     from .pretrain import build_stage0, cache_dir, save_stage0, weights_name
     from .runtime import pick_device
 
+    cfg = ModelConfig(image_size=args.image_size)
+    if args.image_size % cfg.patch_size:
+        raise ValueError(f"--image-size must be a multiple of the patch size {cfg.patch_size}, got {args.image_size}")
     device = pick_device(args.device)
-    print(f"Stage 0 on {device}, seed {args.seed}")
-    weights = build_stage0(seed=args.seed, device=device, progress=not args.no_progress)
+    print(f"Stage 0 on {device}, seed {args.seed}, {args.image_size}x{args.image_size} images")
+    weights = build_stage0(cfg, seed=args.seed, device=device, progress=not args.no_progress)
     info = weights["info"]
-    path = save_stage0(weights, Path(args.output) if args.output else cache_dir(), weights_name(seed=args.seed))
+    path = save_stage0(weights, Path(args.output) if args.output else cache_dir(), weights_name(cfg, seed=args.seed))
     for part, losses in info["losses"].items():
         print(f"  {part:<15} loss {losses[0]:.3f} -> {losses[-1]:.4f} in {info['seconds'][part]:.1f} s")
     print(f"wrote {path}")
