@@ -19,6 +19,7 @@ from tutor_lib.dialogue import (
     turn_accuracy,
 )
 from tutor_lib.model import MultimodalModel
+from tutor_lib.pretrain import load_stage0
 from tutor_lib.records import from_llava_record
 from tutor_lib.vocab import COLORS, END, EXTENDED_VOCAB, POSITIONS, SHAPES, START, decode
 
@@ -117,3 +118,19 @@ def test_train_dialogues_runs_one_epoch_per_loss_with_a_tiny_model():
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     answers = answer_turns(model, data, history="model")
     assert [len(a) for a in answers] == [len(t) for t in data.turns]
+
+
+def test_pretrained_dialogue_model_keeps_fresh_and_rows_and_learns_them(monkeypatch, tmp_path):
+    """Notebook 08's start: stage 0 fills rows 0-19; the new "and" row keeps its init until dialogues train it."""
+    monkeypatch.setenv("TUTOR_CACHE", str(tmp_path))  # the shipped 32-pixel weights, never a build in ~/.cache
+    torch.manual_seed(0)
+    model = MultimodalModel(vocab_size=21, image_size=32)
+    fresh = {k: v.clone() for k, v in model.language_model.state_dict().items()}
+    load_stage0(model, seed=42, progress=False, verbose=False)
+    assert "trained now" not in load_stage0(MultimodalModel(image_size=32), progress=False, verbose=False)["source"]
+    for key in ("token_embedding.weight", "output_head.weight", "output_head.bias"):
+        now = model.language_model.state_dict()[key]
+        assert torch.equal(now[20], fresh[key][20]) and not torch.equal(now[:20], fresh[key][:20]), key
+    data = make_dialogues(16, image_size=32, seed=0)
+    train_dialogues(model, data, num_epochs=1, batch_size=8, progress=False, seed=0)
+    assert not torch.equal(model.language_model.token_embedding.weight[20], fresh["token_embedding.weight"][20])

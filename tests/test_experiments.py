@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib
 import numpy as np
 import pytest
 import torch
 
+import tutor_lib.pretrain as pretrain
 from tutor_lib.augment import hflip_dataset, hflip_example
 from tutor_lib.data import HELD_OUT_CONFIGS, make_dataset
 from tutor_lib.experiment_plots import plot_arms, plot_augmentations, plot_panels
@@ -33,7 +36,7 @@ from tutor_lib.experiments import (
     table,
     without_color_questions,
 )
-from tutor_lib.model import set_stage
+from tutor_lib.model import MultimodalModel, set_stage
 from tutor_lib.train import caption_tensors, instruction_tensors
 
 matplotlib.use("Agg")
@@ -46,8 +49,22 @@ def one_thread():
         yield
 
 
+# Random parts: 16-pixel images have no shipped stage-0 weights, and building them would take seconds.
 TINY = ExperimentConfig(image_size=16, n_captions=40, n_test=12, n_heldout=12, stage1_steps=2, stage2_steps=3,
-                        seeds=(0, 1), device="cpu")
+                        seeds=(0, 1), device="cpu", pretrained=False)
+# Pretrained parts: 32-pixel images, whose seed-42 stage-0 weights ship with tutor_lib (loaded, never built).
+TINY_PRETRAINED = replace(TINY, image_size=32, pretrained=True)
+
+
+@pytest.fixture
+def no_stage0_build(monkeypatch, tmp_path):
+    """Fail a test that would pretrain stage 0 instead of loading the shipped weights (and keep ~/.cache clean)."""
+    monkeypatch.setenv("TUTOR_CACHE", str(tmp_path))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("stage 0 was built, not loaded from the shipped weights")
+
+    monkeypatch.setattr(pretrain, "build_stage0", refuse)
 
 
 def test_fit_steps_takes_exactly_the_requested_steps_and_is_seeded():
@@ -81,6 +98,22 @@ def test_new_model_is_paired_by_seed_and_leaves_the_global_rng_alone():
     assert torch.equal(torch.rand(3), expected)
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
     assert not torch.equal(a.projector.fc1.weight, c.projector.fc1.weight)
+
+
+def test_pretrained_models_share_the_stage0_parts_and_differ_in_the_projector(no_stage0_build):
+    assert ExperimentConfig().pretrained and ExperimentConfig().stage0_seed == 42
+    a, b = new_model(TINY_PRETRAINED, 0), new_model(TINY_PRETRAINED, 1)
+    reference = MultimodalModel(image_size=32)
+    pretrain.load_stage0(reference, seed=42, progress=False, verbose=False)
+    for model in (a, b):  # every run seed starts from the one seed-42 checkpoint
+        for part in ("vision_encoder", "language_model"):
+            for (name, p), q in zip(getattr(model, part).named_parameters(), getattr(reference, part).parameters()):
+                assert torch.equal(p, q), f"{part}.{name}"
+    assert not torch.equal(a.projector.fc1.weight, b.projector.fc1.weight)
+    again = new_model(TINY_PRETRAINED, 0)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), again.parameters()))
+    random_lm = new_model(replace(TINY_PRETRAINED, pretrained=False), 0)
+    assert not torch.equal(random_lm.language_model.token_embedding.weight, a.language_model.token_embedding.weight)
 
 
 def test_aligned_model_trains_stage1_once_per_config_and_seed():
@@ -152,17 +185,19 @@ def test_table_summary_and_format_table():
     assert text.splitlines()[0].split() == ["n", "A", "B"] and len(text.splitlines()) == 3
 
 
-def test_tiny_experiments_return_one_row_per_model():
-    sweep = run_data_sweep(TINY, [10, 20])
+@pytest.mark.parametrize("pretrained", [False, True], ids=["random parts", "stage-0 parts"])
+def test_tiny_experiments_return_one_row_per_model(pretrained, no_stage0_build):
+    cfg = TINY_PRETRAINED if pretrained else TINY
+    sweep = run_data_sweep(cfg, [10, 20])
     assert len(sweep) == 2 * 2 * 2
     assert {r["arm"] for r in sweep} == {"two-stage", "stage 2 only"}
     assert all(0 <= r[k] <= 1 for r in sweep for k in ("iid", "heldout", "iid_position", "heldout_color"))
     with pytest.raises(ValueError, match="at most n_captions"):
-        run_data_sweep(TINY, [50])
-    forgetting = run_forgetting(TINY, [1e-4, 1e-3], n=20)
-    assert [r["arm"] for r in forgetting[:4]] == ["untrained", "after stage 1", "after stage 2", "after stage 2"]
+        run_data_sweep(cfg, [50])
+    forgetting = run_forgetting(cfg, [1e-4, 1e-3], n=20)
+    assert [r["arm"] for r in forgetting[:4]] == ["before stage 1", "after stage 1", "after stage 2", "after stage 2"]
     assert table(forgetting, "lm_drift", "lr", [1e-4, 1e-3], arm="after stage 2").shape == (2, 2)
-    augmentation = run_augmentation(TINY, augmentation_arms(hflip_example), n=10)
+    augmentation = run_augmentation(cfg, augmentation_arms(hflip_example), n=10)
     assert len(augmentation) == 2 * 5 and all("heldout_mirror" in r for r in augmentation)
 
 
