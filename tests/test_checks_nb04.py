@@ -1,0 +1,378 @@
+"""The checks of 04_stage0 reject the mistakes students make and accept every correct variant."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+import torch
+import torch.nn.functional as F
+from check_assertions import assert_accepts, assert_rejects
+
+import tutor_lib.checks as checks
+import tutor_lib.pretrain
+from tutor_lib.checks import CheckError, check_clip_loss, check_lm_pretraining_loss
+from tutor_lib.losses import masked_mean_nll
+from tutor_lib.vocab import IGNORE_INDEX
+
+# -- clip_loss: correct variants --------------------------------------------------------------------
+
+
+def clip_normalize_cross_entropy(image_emb, text_emb, temperature):
+    image_emb, text_emb = F.normalize(image_emb, dim=-1), F.normalize(text_emb, dim=-1)
+    logits = image_emb @ text_emb.T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def clip_log_softmax_diag(image_emb, text_emb, temperature):
+    image_emb = image_emb / image_emb.norm(dim=1, keepdim=True)
+    text_emb = text_emb / text_emb.norm(dim=1, keepdim=True)
+    logits = image_emb @ text_emb.T / temperature
+    i2t = -F.log_softmax(logits, dim=1).diag().mean()
+    t2i = -F.log_softmax(logits, dim=0).diag().mean()
+    return 0.5 * (i2t + t2i)
+
+
+def clip_norms_by_hand_text_first(image_emb, text_emb, temperature):
+    image_unit = image_emb / torch.sqrt((image_emb**2).sum(-1, keepdim=True))
+    text_unit = text_emb / torch.sqrt((text_emb**2).sum(-1, keepdim=True))
+    labels = torch.arange(image_emb.shape[0])
+    logits_per_image = image_unit @ text_unit.T / temperature
+    logits_per_text = text_unit @ image_unit.T / temperature
+    return (F.cross_entropy(logits_per_image, labels) + F.cross_entropy(logits_per_text, labels)) / 2
+
+
+def clip_cosine_similarity_loop(image_emb, text_emb, temperature):
+    sim = F.cosine_similarity(image_emb[:, None, :], text_emb[None, :, :], dim=-1) / temperature  # (B, B)
+    losses = []
+    for i in range(len(sim)):
+        losses.append(torch.logsumexp(sim[i], 0) - sim[i, i])
+        losses.append(torch.logsumexp(sim[:, i], 0) - sim[i, i])
+    return torch.stack(losses).mean()
+
+
+# -- clip_loss: typical mistakes -------------------------------------------------------------------
+
+def _unit(x):
+    return F.normalize(x, dim=-1)
+
+
+def clip_one_direction(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    return F.cross_entropy(logits, torch.arange(len(logits)))
+
+
+def clip_same_softmax_twice(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    log_p = F.log_softmax(logits, dim=0)  # both "directions" normalise over the images
+    return -(log_p.diag().mean() + log_p.T.diag().mean()) / 2
+
+
+def clip_no_normalisation(image_emb, text_emb, temperature):
+    logits = image_emb @ text_emb.T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def clip_normalise_batch_dim(image_emb, text_emb, temperature):
+    logits = F.normalize(image_emb, dim=0) @ F.normalize(text_emb, dim=0).T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def _with_labels(labels_of):
+    def clip(image_emb, text_emb, temperature):
+        logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+        labels = labels_of(len(logits))
+        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+    return clip
+
+
+clip_labels_zeros = _with_labels(lambda b: torch.zeros(b, dtype=torch.long))
+clip_labels_ones = _with_labels(lambda b: torch.ones(b, dtype=torch.long))
+
+
+def clip_temperature_multiplied(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T * temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def clip_no_temperature(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def clip_summed_directions(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    labels = torch.arange(len(logits))
+    return F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)
+
+
+def clip_sum_over_pairs(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels, reduction="sum") + F.cross_entropy(logits.T, labels, reduction="sum")) / 2
+
+
+def clip_mean_over_whole_row(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    return -(F.log_softmax(logits, dim=1).mean() + F.log_softmax(logits, dim=0).mean()) / 2
+
+
+def clip_in_place_normalisation(image_emb, text_emb, temperature):
+    image_emb /= image_emb.norm(dim=-1, keepdim=True)
+    text_emb /= text_emb.norm(dim=-1, keepdim=True)
+    logits = image_emb @ text_emb.T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+def clip_per_pair_losses(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels, reduction="none") + F.cross_entropy(logits.T, labels, reduction="none")) / 2
+
+
+def clip_item(image_emb, text_emb, temperature):
+    return torch.tensor(clip_normalize_cross_entropy(image_emb, text_emb, temperature).item())
+
+
+@pytest.mark.parametrize("fn", [clip_normalize_cross_entropy, clip_log_softmax_diag, clip_norms_by_hand_text_first,
+                                clip_cosine_similarity_loop, tutor_lib.pretrain.clip_loss])
+def test_clip_loss_accepts_correct_variants(fn, capsys):
+    assert_accepts(check_clip_loss, fn, capsys, "clip_loss")
+
+
+@pytest.mark.parametrize("fn, fragments", [
+    (clip_one_direction, ["3 hand-made pairs", "only the image->text direction"]),
+    (clip_same_softmax_twice, ["3 hand-made pairs", "only the text->image direction"]),
+    (clip_no_normalisation, ["3 hand-made pairs", "not normalised", "F.normalize(x, dim=-1)"]),
+    (clip_normalise_batch_dim, ["3 hand-made pairs", "along the batch (dim=0)"]),
+    (clip_labels_zeros, ["3 hand-made pairs", "torch.zeros(B)", "torch.arange(B)"]),
+    (clip_labels_ones, ["3 hand-made pairs", "torch.ones(B)", "torch.arange(B)"]),
+    (clip_temperature_multiplied, ["3 hand-made pairs", "multiplies the similarities; divide"]),
+    (clip_no_temperature, ["3 hand-made pairs", "temperature is missing"]),
+    (clip_summed_directions, ["3 hand-made pairs", "sum of the two directions", "their mean"]),
+    (clip_sum_over_pairs, ["3 hand-made pairs", "sum over the B pairs"]),
+    (clip_mean_over_whole_row, ["3 hand-made pairs", "every entry of a row", "diagonal"]),
+    (clip_in_place_normalisation, ["inputs are left unchanged", "modified in place", "F.normalize"]),
+    (clip_per_pair_losses, ["3 hand-made pairs", "0-dimensional", "shape (3,)"]),
+    (clip_item, ["gradients", "requires_grad=False", ".item()"]),
+])
+def test_clip_loss_rejects_mistakes(fn, fragments, capsys):
+    assert_rejects(check_clip_loss, fn, *fragments, capsys=capsys)
+
+
+# -- lm_pretraining_loss: correct variants ----------------------------------------------------------
+
+def lm_cat_ids_then_embed(language_model, scene_ids, input_ids, labels):
+    ids = torch.cat([scene_ids, input_ids], dim=1)  # (B, P + L)
+    logits = language_model(language_model.token_embedding(ids))
+    return masked_mean_nll(logits[:, scene_ids.shape[1]:], labels)
+
+
+def lm_embed_then_cat_cross_entropy(language_model, scene_ids, input_ids, labels):
+    embeddings = torch.cat([language_model.token_embedding(scene_ids), language_model.token_embedding(input_ids)], 1)
+    logits = language_model(embeddings)[:, -input_ids.shape[1]:]  # (B, L, V)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def lm_weighted_mask(language_model, scene_ids, input_ids, labels):
+    P = scene_ids.size(1)
+    logits = language_model(language_model.token_embedding(torch.cat((scene_ids, input_ids), 1)))[:, P:]
+    keep = labels != IGNORE_INDEX
+    nll = -F.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, L)
+    return (nll * keep).sum() / keep.sum()
+
+
+# -- lm_pretraining_loss: typical mistakes ----------------------------------------------------------
+
+def lm_no_slice_course_loss(language_model, scene_ids, input_ids, labels):
+    ids = torch.cat([scene_ids, input_ids], dim=1)
+    return masked_mean_nll(language_model(language_model.token_embedding(ids)), labels)
+
+
+def lm_no_slice_cross_entropy(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+
+
+def lm_hard_coded_64(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))
+    return masked_mean_nll(logits[:, 64:], labels)
+
+
+def lm_one_position_early(language_model, scene_ids, input_ids, labels):
+    P = scene_ids.shape[1]
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))
+    return masked_mean_nll(logits[:, P - 1 : -1], labels)
+
+
+def lm_one_position_late(language_model, scene_ids, input_ids, labels):
+    P = scene_ids.shape[1]
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))
+    return masked_mean_nll(logits[:, P + 1 :], labels[:, :-1])
+
+
+def lm_text_before_scene(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([input_ids, scene_ids], 1)))
+    return masked_mean_nll(logits[:, : input_ids.shape[1]], labels)
+
+
+def lm_without_scene(language_model, scene_ids, input_ids, labels):
+    return masked_mean_nll(language_model(language_model.token_embedding(input_ids)), labels)
+
+
+def lm_sum(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))[:, scene_ids.shape[1]:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum")
+
+
+def lm_mean_of_sequence_means(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))[:, scene_ids.shape[1]:]
+    return torch.stack([masked_mean_nll(z, y) for z, y in zip(logits, labels)]).mean()
+
+
+def lm_counts_ignored(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))[:, scene_ids.shape[1]:]
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="none")  # 0 where ignored
+    return nll.mean()
+
+
+def lm_ids_into_the_model(language_model, scene_ids, input_ids, labels):
+    logits = language_model(torch.cat([scene_ids, input_ids], 1))
+    return masked_mean_nll(logits[:, scene_ids.shape[1]:], labels)
+
+
+def lm_labels_in_place(language_model, scene_ids, input_ids, labels):
+    keep = labels != IGNORE_INDEX
+    labels[~keep] = 0
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))[:, scene_ids.shape[1]:]
+    nll = -F.log_softmax(logits, -1).gather(-1, labels.unsqueeze(-1)).squeeze(-1)
+    return (nll * keep).sum() / keep.sum()
+
+
+def lm_no_grad(language_model, scene_ids, input_ids, labels):
+    with torch.no_grad():
+        return lm_cat_ids_then_embed(language_model, scene_ids, input_ids, labels)
+
+
+def lm_shift_labels_again(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))[:, scene_ids.shape[1]:]
+    return masked_mean_nll(logits[:, :-1], labels[:, 1:])
+
+
+@pytest.mark.parametrize("fn", [lm_cat_ids_then_embed, lm_embed_then_cat_cross_entropy, lm_weighted_mask,
+                                tutor_lib.pretrain.lm_pretraining_loss])
+def test_lm_pretraining_loss_accepts_correct_variants(fn, capsys):
+    assert_accepts(check_lm_pretraining_loss, fn, capsys, "lm_pretraining_loss")
+
+
+@pytest.mark.parametrize("fn, fragments", [
+    (lm_no_slice_course_loss, ["64 scene slots", "scene's positions are still in the logits", "logits[:, P:]"]),
+    (lm_no_slice_cross_entropy, ["64 scene slots", "no exception", "shape mismatch", "P + L = 64 + 6"]),
+    (lm_hard_coded_64, ["9-slot scene", "shape mismatch", "not a fixed number"]),
+    (lm_one_position_early, ["64 scene slots", "off by one", "logits[:, P:]"]),
+    (lm_one_position_late, ["64 scene slots", "logits[:, P + 1:] drops the prediction of label 0"]),
+    (lm_text_before_scene, ["64 scene slots", "the text never sees the scene", "causal"]),
+    (lm_without_scene, ["64 scene slots", "the text never sees the scene", "scene is missing"]),
+    (lm_sum, ["64 scene slots", "that is the sum"]),
+    (lm_mean_of_sequence_means, ["64 scene slots", "mean of per-sequence means"]),
+    (lm_counts_ignored, ["64 scene slots", "labelled -100 are counted"]),
+    (lm_ids_into_the_model, ["reads embeddings", "token ids", "language_model.token_embedding(ids)"]),
+    (lm_labels_in_place, ["inputs are left unchanged", "modified in place", "labels[labels == -100] = 0"]),
+    (lm_no_grad, ["gradients", "requires_grad=False", "torch.no_grad()"]),
+    (lm_shift_labels_again, ["64 scene slots", "already shifted"]),
+])
+def test_lm_pretraining_loss_rejects_mistakes(fn, fragments, capsys):
+    assert_rejects(check_lm_pretraining_loss, fn, *fragments, capsys=capsys)
+
+
+def test_the_first_lm_case_mixes_captions_and_questions():
+    """A mean of per-sequence means differs from the mean only if sequences carry different numbers of labels."""
+    from tutor_lib.checks.nb04_stage0 import _corpus
+
+    _, _, labels = _corpus(8, 64, seed=404)
+    assert len(set((labels != IGNORE_INDEX).sum(1).tolist())) == 2
+
+
+# -- guards -----------------------------------------------------------------------------------------
+
+def clip_wraps_reference(image_emb, text_emb, temperature):
+    return tutor_lib.pretrain.clip_loss(image_emb, text_emb, temperature)
+
+
+def lm_wraps_reference(language_model, scene_ids, input_ids, labels):
+    return tutor_lib.pretrain.lm_pretraining_loss(language_model, scene_ids, input_ids, labels)
+
+
+@pytest.mark.parametrize("name, fn, fragment", [
+    ("clip_loss", tutor_lib.pretrain.clip_loss, "tutor_lib's own"),
+    ("clip_loss", clip_wraps_reference, "it calls 'clip_loss'"),
+    ("lm_pretraining_loss", tutor_lib.pretrain.lm_pretraining_loss, "tutor_lib's own"),
+    ("lm_pretraining_loss", lm_wraps_reference, "it calls 'lm_pretraining_loss'"),
+])
+def test_hidden_guard_rejects_the_reference(name, fn, fragment):
+    with pytest.raises(CheckError, match=fragment):
+        checks.not_reference(name, fn, [getattr(tutor_lib.pretrain, name)])
+
+
+def test_hidden_guard_accepts_own_code_that_uses_the_course_loss():
+    checks.not_reference("lm_pretraining_loss", lm_cat_ids_then_embed, [tutor_lib.pretrain.lm_pretraining_loss])
+    checks.not_reference("clip_loss", clip_normalize_cross_entropy, [tutor_lib.pretrain.clip_loss])
+
+
+def test_rebinding_cross_entropy_does_not_fool_the_checks(monkeypatch):
+    monkeypatch.setattr(F, "cross_entropy", lambda *a, **k: torch.tensor(0.0))
+    with pytest.raises(CheckError, match="was replaced"):
+        checks.verify_integrity()
+    with pytest.raises(CheckError, match="0-dimensional|hand-made"):
+        check_clip_loss(clip_sum_over_pairs)
+
+
+@pytest.mark.parametrize("check, fn", [(check_clip_loss, clip_labels_zeros), (check_lm_pretraining_loss, lm_sum)])
+def test_checks_are_deterministic_fast_and_leave_the_global_rng_alone(check, fn):
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    messages = []
+    for _ in range(2):
+        with pytest.raises(CheckError) as info:
+            check(fn)
+        messages.append(str(info.value))
+    assert messages[0] == messages[1]
+    assert torch.equal(torch.get_rng_state(), state)
+    start = time.perf_counter()
+    (check_clip_loss if check is check_clip_loss else check_lm_pretraining_loss)(
+        clip_normalize_cross_entropy if check is check_clip_loss else lm_cat_ids_then_embed)
+    assert time.perf_counter() - start < 2.0
+
+
+# -- the solution notebook's hidden tests -----------------------------------------------------------
+
+def _cell_source(cell_id: str) -> str:
+    nb = json.loads((checks_root() / "solutions" / "04_stage0" / "04_stage0.ipynb").read_text(encoding="utf-8"))
+    return "".join(next(c for c in nb["cells"] if c.get("id") == cell_id)["source"])
+
+
+def checks_root():
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("exercise, solution", [("clip_loss", clip_normalize_cross_entropy),
+                                                ("lm_pretraining_loss", lm_cat_ids_then_embed)])
+def test_solution_notebooks_hidden_tests_pass_and_refuse_the_reference(exercise, solution, capsys):
+    """The graded cell (visible and hidden part) passes a correct answer and fails the reference."""
+    source = _cell_source(f"test_{exercise}")
+    assert f"tutor_lib.checks.check_{exercise}({exercise})" in source
+    assert "### BEGIN HIDDEN TESTS" in source and "verify_integrity()" in source and "not_reference(" in source
+    namespace = {"torch": torch, "tutor_lib": tutor_lib, exercise: solution}
+    exec(compile(source, f"test_{exercise}", "exec"), namespace)
+    assert capsys.readouterr().err == ""
+    with pytest.raises(CheckError, match="your own implementation"):
+        exec(compile(source, f"test_{exercise}", "exec"), {**namespace, exercise: getattr(tutor_lib.pretrain, exercise)})
