@@ -169,3 +169,35 @@ def test_stage1_on_pretrained_parts_captions_iid_and_held_out_images():
     assert {c for c in HELD_OUT_CONFIGS} == splits.test_heldout.configs()
     assert caption_accuracy(model, splits.test_iid) >= 0.95
     assert caption_accuracy(model, splits.test_heldout) >= 0.95
+
+
+def test_generate_text_continues_a_scene_greedily_and_stops_at_end():
+    model = MultimodalModel()
+    load_stage0(model, verbose=False)
+    lm = model.language_model.eval()
+    configs = torch.tensor([TRAIN_CONFIGS[0], HELD_OUT_CONFIGS[0]])  # red circle top-left; held-out red circle center
+    scenes = scene_in_words(*configs.unbind(1), generator=torch.Generator().manual_seed(0))
+    captions = pretrain.generate_text(lm, scenes, torch.full((2, 1), 1))
+    assert captions == [[VOCAB["red"], VOCAB["circle"]], [VOCAB["red"], VOCAB["circle"]]]
+    prompts = torch.tensor([[1, *[VOCAB[w] for w in "what shape ?".split()]]] * 2)
+    assert pretrain.generate_text(lm, scenes, prompts) == [[VOCAB["circle"]], [VOCAB["circle"]]]
+    assert lm.training is False
+    lm.train()
+    one_step = pretrain.generate_text(lm, scenes, torch.full((2, 1), 1), max_new_tokens=1)
+    assert one_step == [[VOCAB["red"]], [VOCAB["red"]]] and lm.training  # no <end> within one token; mode restored
+
+
+def test_retrieval_accuracy_counts_images_whose_own_description_is_the_nearest():
+    torch.manual_seed(0)
+    clip = pretrain.CLIPModel(TINY, 8)
+    table = torch.tensor(TRAIN_CONFIGS[:4])
+    images = pretrain.draw_shapes(*table.unbind(1), image_size=24)
+    texts = pretrain.describe(*table.unbind(1))
+    sim = pretrain.clip_similarity(clip, images, texts)
+    assert sim.shape == (4, 4) and bool((sim.abs() <= 1 + 1e-6).all())
+    expected = (sim.argmax(1) == torch.arange(4)).float().mean().item()
+    assert pretrain.retrieval_accuracy(clip, images, texts, candidates=texts) == expected
+    assert pretrain.retrieval_accuracy(clip, images, texts, candidates=texts[:1]) == 0.25  # one candidate: only image 0
+    clip.encode_text = lambda ids: clip.encode_image(images)[: len(ids)]  # each text embedded as its own image
+    assert pretrain.retrieval_accuracy(clip, images, texts, candidates=texts) == 1.0
+

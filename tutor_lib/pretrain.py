@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .batching import build_instruction_batch
-from .data import QUESTIONS, TRAIN_CONFIGS, draw_shapes
+from .data import ALL_CONFIGS, QUESTIONS, TRAIN_CONFIGS, draw_shapes
 from .losses import masked_mean_nll
 from .model import LanguageModel, ModelConfig, MultimodalModel, VisionEncoder
-from .vocab import COLORS, PAD, POSITIONS, QUESTION_TYPES, SHAPES, VOCAB, VOCAB_SIZE
+from .vocab import COLORS, END, PAD, POSITIONS, QUESTION_TYPES, SHAPES, VOCAB, VOCAB_SIZE
 
 FORMAT_VERSION = 1  # bump when the recipe below changes, so stale caches are rebuilt
 
@@ -171,6 +171,32 @@ def text_loss(language_model: LanguageModel, corpus: TextCorpus) -> float:
     return loss
 
 
+@torch.no_grad()
+def generate_text(language_model: LanguageModel, scene_ids: torch.Tensor, prompts: torch.Tensor,
+                  max_new_tokens: int = 5) -> list[list[int]]:
+    """Greedy continuation of text prompts (B, T) read after scenes in words (B, P) -> B token lists without <end>.
+
+    The text-only twin of `evaluate.generate`: the scene's word slots stand where the image will.
+    """
+    was_training = language_model.training
+    language_model.eval()
+    device = next(language_model.parameters()).device
+    ids = torch.cat([scene_ids, prompts], dim=1).to(device)  # (B, P + T)
+    done = torch.zeros(len(ids), dtype=torch.bool, device=device)
+    new_tokens = []
+    for _ in range(max_new_tokens):
+        next_id = language_model(language_model.token_embedding(ids))[:, -1].argmax(-1)  # (B,)
+        next_id = torch.where(done, END, next_id)
+        new_tokens.append(next_id)
+        done |= next_id == END
+        if done.all():
+            break
+        ids = torch.cat([ids, next_id[:, None]], dim=1)
+    language_model.train(was_training)
+    rows = torch.stack(new_tokens, 1).tolist() if new_tokens else [[] for _ in range(len(ids))]
+    return [row[: row.index(END)] if END in row else row for row in rows]
+
+
 # ----------------------------------------------------------------------------- CLIP for the vision encoder
 
 def clip_loss(image_emb: torch.Tensor, text_emb: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -236,6 +262,32 @@ def pretrain_vision_encoder(cfg: ModelConfig | None = None, stage0: Stage0Config
         losses.append(loss.item())
     clip.eval()
     return clip, losses
+
+
+@torch.no_grad()
+def clip_similarity(clip: CLIPModel, images: torch.Tensor, texts: torch.Tensor) -> torch.Tensor:
+    """Cosine similarity of every image with every description: (N, 3, S, S), (C, 3) -> (N, C)."""
+    was_training = clip.training
+    clip.eval()
+    device = next(clip.parameters()).device
+    image_emb = F.normalize(clip.encode_image(images.to(device)), dim=-1)  # (N, D)
+    text_emb = F.normalize(clip.encode_text(texts.to(device)), dim=-1)  # (C, D)
+    clip.train(was_training)
+    return (image_emb @ text_emb.T).cpu()
+
+
+def retrieval_accuracy(clip: CLIPModel, images: torch.Tensor, texts: torch.Tensor,
+                       candidates: torch.Tensor | None = None) -> float:
+    """Fraction of images whose most similar candidate description is their own text.
+
+    images (N, 3, S, S); texts (N, 3), each image's own description; candidates (C, 3), default:
+    the descriptions of all 30 scenes, held-out ones included.
+    """
+    if candidates is None:
+        table = torch.tensor(ALL_CONFIGS)  # (30, 3)
+        candidates = describe(*table.unbind(1))
+    best = candidates[clip_similarity(clip, images, candidates).argmax(1)]  # (N, 3)
+    return (best == texts.cpu()).all(1).float().mean().item()
 
 
 # ----------------------------------------------------------------------------- building, caching, loading
