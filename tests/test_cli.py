@@ -99,3 +99,46 @@ def test_unwritable_output_is_a_clear_error(tmp_path, capsys):
     blocker.write_text("x")
     assert main(["run", "--quick", "--output", str(blocker / "sub")]) == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_from_scratch_skips_stage0_and_says_so(tmp_path, capsys):
+    assert main(["run", "--quick", "--from-scratch", "--output", str(tmp_path), "--no-progress"]) == 0
+    assert "Stage 0 skipped (--from-scratch)" in capsys.readouterr().out
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["stage0"]["source"] == "from scratch (random parts)" and report["seconds"]["stage0"] == 0.0
+    assert report["config"]["from_scratch"] is True
+
+
+def test_run_reports_captions_and_zero_shot_answers_after_stage1(quick_run):
+    proc, out = quick_run
+    assert "After stage 1: greedy captions, and questions answered zero-shot" in proc.stdout
+    assert "Stage 0 (pretrained parts) from" in proc.stdout and "loaded from cache" in proc.stdout
+
+
+@pytest.mark.slow
+def test_pretrain_writes_weights_that_run_then_loads(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TUTOR_CACHE", str(tmp_path))
+    assert main(["pretrain", "--image-size", "16", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "language_model  loss" in out and "vision_encoder  loss" in out
+    written = list(tmp_path.glob("stage0-*.pt"))
+    assert len(written) == 1 and f"wrote {written[0]}" in out
+    from tutor_lib.model import MultimodalModel
+    from tutor_lib.pretrain import load_stage0
+
+    assert load_stage0(MultimodalModel(image_size=16), verbose=False)["source"] == str(written[0])
+
+
+def test_pretrain_rejects_an_image_size_the_patches_do_not_divide(capsys):
+    assert main(["pretrain", "--image-size", "20"]) == 2
+    assert "multiple of the patch size 8" in capsys.readouterr().err
+
+
+def test_gpu_check_says_in_one_line_when_there_is_no_gpu(root):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: the script would run everything")
+    proc = subprocess.run(["bash", str(root / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True,
+                          timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHON": sys.executable})
+    assert proc.returncode == 2 and proc.stdout.count("\n") == 1 and "CUDA is not available" in proc.stdout
