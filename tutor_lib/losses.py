@@ -24,6 +24,9 @@ def token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
 
 def masked_mean_nll(logits: torch.Tensor, targets: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
     """Mean -log p(target) over positions whose target is not ignore_index: (..., V), (...) -> ()."""
+    if logits.shape[:-1] != targets.shape:  # gather would silently read the first rows only
+        raise ValueError(f"logits {tuple(logits.shape)} need targets of shape {tuple(logits.shape[:-1])}, "
+                         f"got {tuple(targets.shape)}: slice the logits to the labelled positions first")
     logits = logits.reshape(-1, logits.shape[-1])  # (N, V)
     targets = targets.reshape(-1)  # (N,)
     keep = targets != ignore_index  # (N,)
