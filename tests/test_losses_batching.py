@@ -81,9 +81,5 @@ def test_every_sample_has_a_supervised_token():
 
 
 def test_masked_mean_nll_refuses_logits_and_targets_of_different_lengths():
-    import pytest
-
-    from tutor_lib.losses import masked_mean_nll
-
     with pytest.raises(ValueError, match=r"logits \(2, 7, 5\) need targets of shape \(2, 7\), got \(2, 3\)"):
         masked_mean_nll(torch.zeros(2, 7, 5), torch.zeros(2, 3, dtype=torch.long))  # the image positions left in
