@@ -18,29 +18,38 @@ from .vocab import END, QUESTION_TYPES, START
 
 
 @torch.no_grad()
-def generate(model: MultimodalModel, images: torch.Tensor, prompts: torch.Tensor, max_new_tokens: int = 5) -> list[list[int]]:
-    """Greedy continuation of equal-length prompts (B, P) for images (B, 3, S, S) -> B token lists without <end>."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    images, ids = images.to(device), prompts.to(device)
-    visual = model.encode_images(images)  # (B, N, C), computed once per image
-    done = torch.zeros(len(ids), dtype=torch.bool, device=device)
+def greedy_continue(language_model, prefix: torch.Tensor, prompts: torch.Tensor, max_new_tokens: int = 5) -> list[list[int]]:
+    """Greedy text after a prefix of embeddings (B, N, C) and equal-length prompts (B, P) -> B token lists without <end>.
+
+    The prefix is what the language model reads before the text: the projected image here, a
+    scene in words in stage 0 (`pretrain.generate_text`).
+    """
+    ids = prompts
+    done = torch.zeros(len(ids), dtype=torch.bool, device=ids.device)
     new_tokens = []
     for _ in range(max_new_tokens):
-        embeddings = torch.cat([visual, model.language_model.token_embedding(ids)], dim=1)
-        next_id = model.language_model(embeddings)[:, -1].argmax(-1)  # (B,)
+        embeddings = torch.cat([prefix, language_model.token_embedding(ids)], dim=1)  # (B, N + P + k, C)
+        next_id = language_model(embeddings)[:, -1].argmax(-1)  # (B,)
         next_id = torch.where(done, END, next_id)
         new_tokens.append(next_id)
         done |= next_id == END
         if done.all():
             break
         ids = torch.cat([ids, next_id[:, None]], dim=1)
+    rows = torch.stack(new_tokens, 1).tolist() if new_tokens else [[] for _ in range(len(ids))]
+    return [row[: row.index(END)] if END in row else row for row in rows]
+
+
+@torch.no_grad()
+def generate(model: MultimodalModel, images: torch.Tensor, prompts: torch.Tensor, max_new_tokens: int = 5) -> list[list[int]]:
+    """Greedy continuation of equal-length prompts (B, P) for images (B, 3, S, S) -> B token lists without <end>."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    visual = model.encode_images(images.to(device))  # (B, N, C), computed once per image
+    answers = greedy_continue(model.language_model, visual, prompts.to(device), max_new_tokens)
     model.train(was_training)
-    out = []
-    for row in torch.stack(new_tokens, 1).tolist() if new_tokens else [[] for _ in range(len(ids))]:
-        out.append(row[: row.index(END)] if END in row else row)
-    return out
+    return answers
 
 
 def answer_question(

@@ -35,9 +35,10 @@ from tqdm.auto import tqdm
 
 from .batching import build_instruction_batch
 from .data import ALL_CONFIGS, QUESTIONS, TRAIN_CONFIGS, draw_shapes
+from .evaluate import greedy_continue
 from .losses import masked_mean_nll
 from .model import LanguageModel, ModelConfig, MultimodalModel, VisionEncoder
-from .vocab import COLORS, END, PAD, POSITIONS, QUESTION_TYPES, SHAPES, VOCAB, VOCAB_SIZE
+from .vocab import COLORS, PAD, POSITIONS, QUESTION_TYPES, SHAPES, VOCAB, VOCAB_SIZE
 
 FORMAT_VERSION = 1  # bump when the recipe below changes, so stale caches are rebuilt
 
@@ -172,6 +173,7 @@ def text_loss(language_model: LanguageModel, corpus: TextCorpus) -> float:
 
 
 @torch.no_grad()
+@torch.no_grad()
 def generate_text(language_model: LanguageModel, scene_ids: torch.Tensor, prompts: torch.Tensor,
                   max_new_tokens: int = 5) -> list[list[int]]:
     """Greedy continuation of text prompts (B, T) read after scenes in words (B, P) -> B token lists without <end>.
@@ -181,20 +183,10 @@ def generate_text(language_model: LanguageModel, scene_ids: torch.Tensor, prompt
     was_training = language_model.training
     language_model.eval()
     device = next(language_model.parameters()).device
-    ids = torch.cat([scene_ids, prompts], dim=1).to(device)  # (B, P + T)
-    done = torch.zeros(len(ids), dtype=torch.bool, device=device)
-    new_tokens = []
-    for _ in range(max_new_tokens):
-        next_id = language_model(language_model.token_embedding(ids))[:, -1].argmax(-1)  # (B,)
-        next_id = torch.where(done, END, next_id)
-        new_tokens.append(next_id)
-        done |= next_id == END
-        if done.all():
-            break
-        ids = torch.cat([ids, next_id[:, None]], dim=1)
+    scene = language_model.token_embedding(scene_ids.to(device))  # (B, P, C)
+    replies = greedy_continue(language_model, scene, prompts.to(device), max_new_tokens)
     language_model.train(was_training)
-    rows = torch.stack(new_tokens, 1).tolist() if new_tokens else [[] for _ in range(len(ids))]
-    return [row[: row.index(END)] if END in row else row for row in rows]
+    return replies
 
 
 # ----------------------------------------------------------------------------- CLIP for the vision encoder
