@@ -57,3 +57,17 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "python3 tasks.py test" in readme and "python3 tasks.py run" in readme
     assert re.search(r"^python3 tasks.py test\s*$", ci, flags=re.M)
+
+
+def test_the_wheel_ships_the_stage0_weights(tmp_path):
+    """A plain (non-editable) install, as Colab's pip makes from git, must carry the pretrained parts."""
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True, timeout=300)
+    (wheel,) = tmp_path.glob("*.whl")
+    shipped = sorted(p.name for p in (ROOT / "tutor_lib" / "weights").glob("*.pt"))
+    packed = sorted(Path(n).name for n in zipfile.ZipFile(wheel).namelist() if n.startswith("tutor_lib/weights/"))
+    assert shipped and packed == shipped
