@@ -76,7 +76,7 @@ def run_pipeline(cfg: RunConfig) -> dict:
     stage1_trainable = count_parameters(model, trainable_only=True)
     after_stage1 = _scores(model, splits)
     print("\nAfter stage 1: greedy captions, and questions answered zero-shot (never trained on):")
-    print(accuracy_table({f"{_NAMES[k]}": v for k, v in after_stage1.items()}))
+    print(accuracy_table({_NAMES[k]: v for k, v in after_stage1.items()}))
     stage2, stage2_s = _timed(train_stage2, model, splits.train, cfg.stage2_epochs, lr=cfg.stage2_lr,
                               seed=cfg.seed + 1, **common)
     stage2_trainable = count_parameters(model, trainable_only=True)

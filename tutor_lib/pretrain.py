@@ -363,8 +363,7 @@ def load_stage0(model: MultimodalModel, seed: int = 42, stage0: Stage0Config | N
         device = next(model.parameters()).device
         weights = build_stage0(model.config, stage0, seed, device, progress)
         try:
-            path = save_stage0(weights, cache_dir(), name)
-            source = f"trained now, saved to {path}"
+            source = f"trained now, saved to {save_stage0(weights, cache_dir(), name)}"
         except OSError as error:  # a read-only home: still usable, just not cached
             source = f"trained now, not saved ({error})"
     model.vision_encoder.load_state_dict(weights["vision_encoder"])
