@@ -121,6 +121,47 @@ def test_fit_rejects_bad_settings(tiny_data):
         fit(model, *caption_tensors(tiny_data.train), 1, 8, 1e-3, progress=False)
 
 
+def test_fit_can_stop_after_an_exact_number_of_steps(tiny_data):
+    from tutor_lib.train import fit, instruction_tensors
+
+    tensors = instruction_tensors(tiny_data.train)  # 64 samples: 4 steps of 16 per epoch
+
+    def run(**kwargs):
+        model = tiny_model(seed=1)
+        set_stage(model, 2)
+        steps = []
+        model.register_forward_pre_hook(lambda module, args: steps.append(len(args[0])))
+        return fit(model, *tensors, batch_size=16, lr=1e-3, progress=False, generator=torch.Generator().manual_seed(0),
+                   **kwargs), steps
+
+    two_epochs, seen = run(num_epochs=2)
+    six_steps, seen_six = run(num_epochs=None, steps=6)
+    assert seen == [16] * 8 and seen_six == [16] * 6
+    assert len(six_steps) == 2 and six_steps[0] == two_epochs[0]  # the same first epoch, then a partial one
+    assert run(num_epochs=1, steps=100)[1] == [16] * 4  # whichever limit comes first
+    assert run(num_epochs=None, steps=0) == ([], [])
+    model = tiny_model()
+    set_stage(model, 2)
+    with pytest.raises(ValueError, match="num_epochs or steps"):
+        fit(model, *tensors, None, 16, 1e-3, progress=False)
+    with pytest.raises(ValueError, match="steps >= 0"):
+        fit(model, *tensors, None, 16, 1e-3, steps=-1, progress=False)
+
+
+def test_recipe_is_stated_once():
+    from dataclasses import fields
+
+    from tutor_lib.pipeline import RunConfig
+    from tutor_lib.train import RECIPE, Recipe
+
+    run = RunConfig()
+    assert all(getattr(run, f.name) == getattr(RECIPE, f.name) for f in fields(Recipe))
+    quick = run.quick()
+    assert isinstance(quick, RunConfig) and quick.seed == run.seed
+    assert (quick.n_train, quick.stage1_epochs, quick.stage2_epochs) == (96, 2, 3)
+    assert quick.stage1_lr == RECIPE.stage1_lr
+
+
 def test_loss_is_the_masked_mean_over_answer_positions(tiny_data):
     """With lr=0 and one full batch, the reported loss equals the masked loss of the untouched model."""
     from tutor_lib.losses import masked_mean_nll

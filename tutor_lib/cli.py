@@ -47,15 +47,16 @@ def _add_run(sub) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .pipeline import QUICK, RunConfig, run_pipeline
+    from dataclasses import replace
 
-    overrides = dict(QUICK) if args.quick else {}
-    for name in ("stage1_epochs", "stage2_epochs"):
-        if getattr(args, name) is not None:
-            overrides[name] = getattr(args, name)
+    from .pipeline import RunConfig, run_pipeline
+
     cfg = RunConfig(seed=args.seed, device=args.device, output=args.output, progress=not args.no_progress,
-                    from_scratch=args.from_scratch, stage0_seed=args.stage0_seed, **overrides)
-    run_pipeline(cfg)
+                    from_scratch=args.from_scratch, stage0_seed=args.stage0_seed)
+    if args.quick:
+        cfg = cfg.quick()
+    epochs = {name: getattr(args, name) for name in ("stage1_epochs", "stage2_epochs") if getattr(args, name) is not None}
+    run_pipeline(replace(cfg, **epochs))
     return 0
 
 

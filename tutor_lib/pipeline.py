@@ -20,33 +20,24 @@ from .evaluate import accuracy_table, answer_questions, caption_accuracy, evalua
 from .model import ModelConfig, MultimodalModel, count_parameters
 from .pretrain import load_stage0
 from .runtime import pick_device, seed_everything
-from .train import train_stage1, train_stage2
+from .train import Recipe, train_stage1, train_stage2
 from .vocab import COLORS, POSITIONS, SHAPES
 
 REPORT_VERSION = 2
 FIGURES = ("loss_curves.png", "samples.png", "predictions.png")
 
 
-@dataclass
-class RunConfig:
+@dataclass(frozen=True)
+class RunConfig(Recipe):
+    """One run of the main job: the seed's recipe (train.RECIPE's fields) plus where and how to run it."""
+
     seed: int = 42
     device: str | None = None  # None: CUDA if available, else MPS, else CPU
-    stage1_epochs: int = 30
-    stage2_epochs: int = 50
-    stage1_lr: float = 1e-3
-    stage2_lr: float = 5e-4
-    batch_size: int = 32
-    n_train: int = 600
-    n_test: int = 120  # IID test: the 24 training configurations, fresh noise
-    n_heldout: int = 120  # the 6 held-out (color, shape, position) configurations
     output: str = "outputs"
     progress: bool = True
     from_scratch: bool = False  # True: random vision encoder and language model, as in the seed
     stage0_seed: int = 42  # the pretrained parts, shared by every run seed as one checkpoint is in practice
     model: ModelConfig = field(default_factory=ModelConfig)
-
-
-QUICK = {"stage1_epochs": 2, "stage2_epochs": 3, "n_train": 96, "n_test": 30, "n_heldout": 30}
 
 
 def _timed(fn, *args, **kwargs):

@@ -11,12 +11,39 @@ training step is just "index a batch, forward, backward, step".
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import torch
 from tqdm.auto import tqdm
 
 from .batching import build_caption_batch, build_instruction_batch
 from .losses import masked_mean_nll
 from .model import MultimodalModel, set_stage, trainable_summary
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """The seed notebook's recipe, stated once: data sizes, epochs, learning rates, batch size.
+
+    Every default elsewhere (train_stage1/2, `tutor run`, the experiments) refers to RECIPE.
+    `quick()` is the one way to run small: a few-second smoke run of the same pipeline.
+    """
+
+    n_train: int = 600
+    n_test: int = 120  # IID test: the 24 training configurations, fresh noise
+    n_heldout: int = 120  # the 6 held-out (color, shape, position) configurations
+    stage1_epochs: int = 30
+    stage1_lr: float = 1e-3
+    stage2_epochs: int = 50
+    stage2_lr: float = 5e-4
+    batch_size: int = 32
+
+    def quick(self):
+        """The same recipe on 96 training samples for 2 + 3 epochs (a subclass stays its own type)."""
+        return replace(self, n_train=96, n_test=30, n_heldout=30, stage1_epochs=2, stage2_epochs=3)
+
+
+RECIPE = Recipe()
 
 
 def _images(dataset) -> torch.Tensor:
@@ -44,18 +71,27 @@ def fit(
     images: torch.Tensor,
     input_ids: torch.Tensor,
     labels: torch.Tensor,
-    num_epochs: int,
+    num_epochs: int | None,
     batch_size: int,
     lr: float,
     *,
+    steps: int | None = None,
     desc: str = "training",
     progress: bool = True,
     log_every: int | None = None,
     generator: torch.Generator | None = None,
 ) -> list[float]:
-    """Adam on the parameters that require grad; returns the mean batch loss of each epoch."""
-    if num_epochs < 0 or batch_size < 1:
-        raise ValueError(f"need num_epochs >= 0 and batch_size >= 1, got {num_epochs} and {batch_size}")
+    """Adam on the parameters that require grad; returns the mean batch loss of each epoch.
+
+    Training stops after `num_epochs` passes over the data, or, when `steps` is given, after
+    exactly that many optimizer steps (num_epochs may then be None); the last epoch may be partial.
+    Experiments count steps, so that arms with different amounts of data get the same updates.
+    """
+    if num_epochs is None and steps is None:
+        raise ValueError("give num_epochs or steps")
+    if (num_epochs is not None and num_epochs < 0) or (steps is not None and steps < 0) or batch_size < 1:
+        raise ValueError(f"need num_epochs >= 0, steps >= 0 and batch_size >= 1, "
+                         f"got {num_epochs}, {steps} and {batch_size}")
     device = next(model.parameters()).device
     images, input_ids, labels = images.to(device), input_ids.to(device), labels.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -63,13 +99,18 @@ def fit(
         raise ValueError("no parameter requires grad: call set_stage(model, 1 or 2) first")
     optimizer = torch.optim.Adam(params, lr=lr)
     n = len(images)
+    per_epoch = -(-n // batch_size)
+    if steps is not None:
+        num_epochs = -(-steps // per_epoch) if num_epochs is None else min(num_epochs, -(-steps // per_epoch))
+    remaining = steps if steps is not None else num_epochs * per_epoch
     losses = []
     model.train()
     bar = tqdm(range(num_epochs), desc=desc, disable=not progress, unit="epoch")
     for epoch in bar:
         order = torch.randperm(n, generator=generator).to(device)
         total = torch.zeros((), device=device)  # summed on the device: no sync per step
-        for start in range(0, n, batch_size):
+        batches = min(per_epoch, remaining)
+        for start in range(0, batches * batch_size, batch_size):
             idx = order[start : start + batch_size]
             logits = model(images[idx], input_ids[idx])  # (B, N + L, V)
             loss = masked_mean_nll(logits[:, model.num_patches :], labels[idx])  # text positions only
@@ -77,7 +118,8 @@ def fit(
             loss.backward()
             optimizer.step()
             total += loss.detach()
-        losses.append(total.item() / -(-n // batch_size))
+        remaining -= batches
+        losses.append(total.item() / max(batches, 1))
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if log_every and ((epoch + 1) % log_every == 0 or epoch + 1 == num_epochs):
             tqdm.write(f"  {desc} epoch {epoch + 1:>3}/{num_epochs}: loss {losses[-1]:.4f}")
@@ -102,7 +144,8 @@ def _run_stage(stage: int, model: MultimodalModel, tensors: tuple, num_epochs: i
 
 
 def train_stage1(
-    model: MultimodalModel, dataset, num_epochs: int = 30, batch_size: int = 32, lr: float = 1e-3,
+    model: MultimodalModel, dataset, num_epochs: int = RECIPE.stage1_epochs, batch_size: int = RECIPE.batch_size,
+    lr: float = RECIPE.stage1_lr,
     *, progress: bool = True, verbose: bool = False, seed: int | None = None,
 ) -> list[float]:
     """Stage 1, feature alignment: captions, only the projector trains -> per-epoch losses."""
@@ -110,7 +153,8 @@ def train_stage1(
 
 
 def train_stage2(
-    model: MultimodalModel, dataset, num_epochs: int = 50, batch_size: int = 32, lr: float = 5e-4,
+    model: MultimodalModel, dataset, num_epochs: int = RECIPE.stage2_epochs, batch_size: int = RECIPE.batch_size,
+    lr: float = RECIPE.stage2_lr,
     *, progress: bool = True, verbose: bool = False, seed: int | None = None,
 ) -> list[float]:
     """Stage 2, instruction tuning: questions and answers, projector + LM train -> per-epoch losses."""
@@ -118,8 +162,9 @@ def train_stage2(
 
 
 def train_both_stages(
-    model: MultimodalModel, dataset, stage1_epochs: int = 30, stage2_epochs: int = 50,
-    *, batch_size: int = 32, stage1_lr: float = 1e-3, stage2_lr: float = 5e-4,
+    model: MultimodalModel, dataset, stage1_epochs: int = RECIPE.stage1_epochs,
+    stage2_epochs: int = RECIPE.stage2_epochs, *, batch_size: int = RECIPE.batch_size,
+    stage1_lr: float = RECIPE.stage1_lr, stage2_lr: float = RECIPE.stage2_lr,
     progress: bool = True, verbose: bool = False, seed: int | None = None,
 ) -> dict[str, list[float]]:
     """Stage 1 then stage 2 on the same dataset -> {"stage1": losses, "stage2": losses}."""
