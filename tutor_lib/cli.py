@@ -32,7 +32,7 @@ def _non_negative_int(text: str) -> int:
 
 def _add_run(sub) -> None:
     p = sub.add_parser("run", help="train both stages on the shapes data and write figures and a report")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: CUDA if available, else CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: CUDA, then MPS, then CPU)")
     p.add_argument("--seed", type=_non_negative_int, default=42, help="random seed (default 42)")
     p.add_argument("--stage1-epochs", type=_non_negative_int, default=None, help="default 30 (2 with --quick)")
     p.add_argument("--stage2-epochs", type=_non_negative_int, default=None, help="default 50 (3 with --quick)")
@@ -63,7 +63,7 @@ def _run(args: argparse.Namespace) -> int:
 def _add_pretrain(sub) -> None:
     p = sub.add_parser("pretrain", help="rebuild stage 0: pretrain the language model on text and the vision encoder CLIP-style")
     p.add_argument("--seed", type=_non_negative_int, default=42, help="random seed (default 42)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: CUDA if available, else MPS, else CPU)")
+    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 or mps (default: CUDA, then MPS, then CPU)")
     p.add_argument("--image-size", type=_positive_int, default=64,
                    help="image size of the model to pretrain for (default 64; notebook 07's experiments use 32)")
     p.add_argument("--output", default=None, help="folder for the weights (default: $TUTOR_CACHE or ~/.cache/tutor_lib)")
@@ -98,6 +98,9 @@ def _add_release(sub) -> None:
     p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
     p.add_argument("--no-db", action="store_true", help="do not record the assignments in the gradebook")
     p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
+    p.add_argument("--repo-url", default=None,
+                   help="the git repository students' Colab notebooks install tutor_lib from (stored in pyproject.toml)")
+    p.add_argument("--ref", default=None, help="branch, tag or commit of --repo-url to install (stored; default main)")
     p.set_defaults(handler=_release)
 
 
@@ -105,11 +108,39 @@ def _release(args: argparse.Namespace) -> int:
     from .course import generate_releases
 
     root = _course_root(args)
+    try:
+        _colab_setting(root, args)
+    except ValueError as error:
+        print(f"tutor release: {error}", file=sys.stderr)
+        return 2
     for path in generate_releases(root, args.assignments or None, use_db=not args.no_db, db_url=args.db):
         print(f"wrote {path.relative_to(root)}")
     if not args.no_db:
         print(f"recorded the assignments in the gradebook ({args.db or 'gradebook.db'})")
     return 0
+
+
+def _colab_setting(root, args: argparse.Namespace) -> None:
+    """Store --repo-url/--ref, then write them into every setup cell and the README's Colab badges."""
+    from .colab import CourseSource, read_source, rewrite_readme, rewrite_setup_cells, validate, write_source
+    from .course import list_assignments
+
+    stored = read_source(root)
+    source = validate(CourseSource(args.repo_url if args.repo_url is not None else stored.repo_url,
+                                   args.ref or stored.ref))
+    if source != read_source(root, origin=False):
+        write_source(root, source)
+    notebooks = [root / "solutions" / name / f"{name}.ipynb" for name in list_assignments(root)]
+    for path in rewrite_setup_cells(notebooks, source):
+        print(f"set the Colab install in {path.relative_to(root)}")
+    readme = root / "README.md"
+    if readme.exists():
+        readme.write_text(rewrite_readme(readme.read_text(encoding="utf-8"), source), encoding="utf-8")
+    if not source.repo_url:
+        print("No repository URL: Colab notebooks cannot install tutor_lib. "
+              "Set it with: tutor release --repo-url https://github.com/OWNER/REPO [--ref REF]")
+    else:
+        print(f"Colab notebooks install {source.pip_url}")
 
 
 def _course_root(args: argparse.Namespace):

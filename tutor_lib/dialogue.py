@@ -19,15 +19,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .batching import build_conversation_batch
+from .batching import Turn, build_conversation_batch
 from .data import HELD_OUT_CONFIGS, QUESTIONS, TRAIN_CONFIGS, make_dataset, make_qa
 from .evaluate import generate
 from .model import MultimodalModel, set_stage
 from .records import to_llava_record
 from .train import fit
 from .vocab import COLORS, END, EXTENDED_VOCAB, POSITIONS, QUESTION_TYPES, SHAPES, START, decode, encode
-
-Turn = tuple[list[int], list[int]]  # (question_tokens, answer_tokens)
 
 
 def question_tokens(question_type: str, follow_up: bool) -> list[int]:

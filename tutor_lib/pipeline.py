@@ -32,7 +32,7 @@ class RunConfig(Recipe):
     """One run of the main job: the seed's recipe (train.RECIPE's fields) plus where and how to run it."""
 
     seed: int = 42
-    device: str | None = None  # None: CUDA if available, else MPS, else CPU
+    device: str | None = None  # None: CUDA, then MPS, then CPU (runtime.pick_device)
     output: str = "outputs"
     progress: bool = True
     from_scratch: bool = False  # True: random vision encoder and language model, as in the seed

@@ -24,13 +24,13 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 
+from .batching import Turn
 from .vocab import EXTENDED_TOKENS, EXTENDED_VOCAB, SPECIAL_IDS, TOKENS
 
 IMAGE_PLACEHOLDER = "<image>"
 # One of LLaVA's brief-description prompts for its stage-1 data; it is English, not our vocabulary,
 # and the plain template drops it, so it is written out but never encoded.
 CAPTION_INSTRUCTION = "Describe the image briefly."
-Turn = tuple[list[int], list[int]]  # (question_tokens, answer_tokens)
 
 
 def _words(ids: Sequence[int], where: str) -> str:
