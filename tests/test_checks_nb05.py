@@ -137,20 +137,19 @@ def test_train_stage1_rejects_a_wrong_signature():
         check_train_stage1(train_stage1)
 
 
-def test_train_stage1_names_the_mistake_of_its_caption_builder():
-    """A right loop that uses a build_caption_batch without <end>: the message names that mistake."""
+@pytest.mark.parametrize("builder, message", [
+    (caption_no_end, "<end> missing"),
+    (lambda captions: caption_loop([c[::-1] for c in captions]), "input_ids[0] for caption [10, 13]"),
+], ids=["no-end", "reversed"])
+def test_a_wrong_caption_builder_costs_only_its_own_test(builder, message, capsys):
+    """The training test runs the loop on tutor_lib's build_caption_batch: a right loop passes with a wrong builder."""
     namespace = _notebook_namespace()
-    namespace["build_caption_batch"] = caption_no_end
-    with pytest.raises(CheckError, match="<end> not supervised"):
-        check_train_stage1(namespace["train_stage1"])
-
-
-def test_train_stage1_points_at_a_broken_caption_builder():
-    """A right loop whose builder makes an unlisted mistake: the message says to fix the builder first."""
-    namespace = _notebook_namespace()
-    namespace["build_caption_batch"] = lambda captions: caption_loop([c[::-1] for c in captions])
-    with pytest.raises(CheckError, match="your build_caption_batch does not pass its own check yet"):
-        check_train_stage1(namespace["train_stage1"])
+    namespace["build_caption_batch"] = builder
+    assert_rejects(check_build_caption_batch, builder, message, parts=("expected:", "received:"))
+    assert_accepts(check_train_stage1, namespace["train_stage1"], capsys, "train_stage1", only_output=False)
+    exec(_cell("test_train_stage1"), namespace)  # the hidden test case too
+    assert "✓ train_stage1" in capsys.readouterr().out
+    assert namespace["build_caption_batch"] is builder  # the notebook's own builder is put back
 
 
 def test_train_stage1_check_leaves_the_global_random_state_alone():
@@ -219,5 +218,5 @@ def test_hidden_tests_reject_a_wrong_stage1_the_visible_check_cannot_see():
         return make_train(1)(model, dataset, num_epochs, batch_size, lr)
 
     namespace["train_stage1"] = train_stage1
-    with pytest.raises(ValueError):
+    with pytest.raises(CheckError, match="ValueError: the dataset must split into whole batches"):
         exec(source, namespace)

@@ -140,11 +140,15 @@ def test_train_stage2_says_what_must_change_in_plain_english():
     assert "expected: the projector and the language model change\n" in str(error.value), str(error.value)
 
 
-def test_train_stage2_names_the_mistake_of_its_instruction_builder():
+def test_a_wrong_instruction_builder_costs_only_its_own_test(capsys):
+    """The training test runs the loop on tutor_lib's build_instruction_batch: a right loop passes with a wrong builder."""
     namespace = _notebook_namespace()
     namespace["build_instruction_batch"] = instruction_question_supervised
-    with pytest.raises(CheckError, match="question tokens supervised"):
-        check_train_stage2(namespace["train_stage2"])
+    assert_rejects(check_build_instruction_batch, instruction_question_supervised, parts=("expected:", "received:"))
+    assert_accepts(check_train_stage2, namespace["train_stage2"], capsys, "train_stage2", only_output=False)
+    exec(_cell("test_train_stage2"), namespace)  # the hidden test case too
+    assert "✓ train_stage2" in capsys.readouterr().out
+    assert namespace["build_instruction_batch"] is instruction_question_supervised  # put back afterwards
 
 
 # -- answer_question --------------------------------------------------------------------------------

@@ -1,9 +1,13 @@
-"""What every check shares: trusted torch functions, failure messages, quiet calls, and guards.
+"""What every check shares: failure messages, quiet calls, and guards.
 
-A check must not trust anything the student's notebook can rebind. The torch functions
-it compares with are bound here, when tutor_lib.checks is first imported (the setup cell
-of every notebook), so `torch.equal = lambda *a: True` in a later cell changes nothing;
+A check must not trust anything the student's notebook can rebind: it compares through the
+torch functions bound in trusted.py when tutor_lib.checks is first imported (the setup cell of
+every notebook), so `torch.equal = lambda *a: True` in a later cell changes nothing;
 `verify_integrity()` also notices such a rebinding and says so.
+
+A failed check raises CheckError, which IPython shows as its four-line message alone (case,
+expected, received, hint): no traceback through this file, in JupyterLab, in nbgrader's
+Validate and in the grader's feedback.
 """
 
 from __future__ import annotations
@@ -11,27 +15,15 @@ from __future__ import annotations
 import contextlib
 import inspect
 import io
+import os
+import textwrap
 import types
 import warnings
 from collections.abc import Callable, Iterable
 
 import torch
-import torch.nn.functional as F
 
-# Trusted bindings, captured at import time.
-equal = torch.equal
-allclose = torch.allclose
-isfinite = torch.isfinite
-_TRUSTED = {
-    "torch.equal": (torch, "equal", torch.equal),
-    "torch.allclose": (torch, "allclose", torch.allclose),
-    "torch.isclose": (torch, "isclose", torch.isclose),
-    "torch.testing.assert_close": (torch.testing, "assert_close", torch.testing.assert_close),
-    "torch.Tensor.__eq__": (torch.Tensor, "__eq__", torch.Tensor.__eq__),
-    "torch.nn.functional.cross_entropy": (F, "cross_entropy", F.cross_entropy),
-}
-cross_entropy = F.cross_entropy
-log_softmax = F.log_softmax
+from .trusted import WATCHED, allclose, cross_entropy, equal, isfinite, log_softmax  # noqa: F401 (re-exported)
 
 _ORIGINAL_CHECKS: dict[str, Callable] = {}
 
@@ -42,16 +34,37 @@ def register(fn: Callable) -> Callable:
     return fn
 
 
+_WIDTH = 84  # nbgrader's Validate on the command line cuts lines at 87 characters, its 4-space indent included
+_RED, _RESET = "\x1b[0;31m", "\x1b[0m"
+
+
 class CheckError(AssertionError):
     """A check failed: the message says what was tested, what was expected, what came back, and a hint."""
 
+    @property
+    def _render_traceback_(self) -> Callable[[], list[str]]:
+        """IPython shows the lines this returns instead of a traceback: the message is all the student needs.
+
+        Set TUTOR_CHECK_TRACEBACK=1 (e.g. when debugging a check) to get IPython's full traceback back.
+        """
+        if os.environ.get("TUTOR_CHECK_TRACEBACK"):
+            raise AttributeError("_render_traceback_")  # hasattr() is then False and IPython formats the traceback
+        return self.render
+
+    def render(self) -> list[str]:
+        """The message as lines of at most 84 characters, under a red `CheckError` header."""
+        lines = [f"{_RED}CheckError{_RESET}"]
+        for line in str(self).strip("\n").splitlines():
+            lines += textwrap.wrap(line, _WIDTH, subsequent_indent=" " * 12, break_on_hyphens=False) or [""]
+        return lines
+
 
 def fail(case: str, expected: object, received: object, hint: str = "") -> None:
-    """Raise CheckError with the standard four-part message."""
+    """Raise CheckError with the standard four-part message (never chained to the error being handled)."""
     message = f"\n  case:     {case}\n  expected: {expected}\n  received: {received}"
     if hint:
         message += f"\n  hint:     {hint}"
-    raise CheckError(message)
+    raise CheckError(message) from None
 
 
 def passed(name: str, detail: str) -> None:
@@ -85,6 +98,9 @@ def call(case: str, fn: Callable, *args, hint: str = "", **kwargs):
             return fn(*args, **kwargs)
     except CheckError:
         raise
+    except NotImplementedError:  # the release's stub: say so rather than show an empty message
+        fail(case, "no exception", "NotImplementedError: the function is still the stub; replace "
+             "`raise NotImplementedError()` with your code", hint)
     except Exception as error:  # any error in student code is the student's to see
         fail(case, "no exception", f"{type(error).__name__}: {error}", hint)
 
@@ -123,7 +139,7 @@ def verify_integrity() -> None:
     """Fail if a trusted torch function or a check_* function of tutor_lib.checks was replaced."""
     import tutor_lib.checks as checks
 
-    for label, (owner, attr, original) in _TRUSTED.items():
+    for label, (owner, attr, original) in WATCHED.items():
         if getattr(owner, attr) is not original:
             fail("integrity", f"{label} unchanged", f"{label} was replaced in this notebook",
                  "grading needs the real function; remove the line that reassigns it and rerun")

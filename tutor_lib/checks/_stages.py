@@ -10,6 +10,9 @@ block) and a 24-sample dataset, each run asking one question:
 2. lr=0, three batches per epoch, two epochs: one value per epoch, each the epoch's mean.
 3. lr=0.05: which parameters changed (bit for bit) and which requires_grad flags are on.
 4. lr=1e-2, full batch: does the loss go down at all?
+
+While the cases run, the notebook's batch builder is replaced by tutor_lib's (`reference_batches`):
+the training test grades the loop, and a wrong builder loses only its own test's points.
 """
 
 from __future__ import annotations
@@ -28,19 +31,14 @@ from ..data import make_dataset
 from ..model import ModelConfig, MultimodalModel
 from ..model import set_stage as _ref_set_stage
 from ..vocab import END, ID_TO_TOKEN, IGNORE_INDEX, PAD
-from ._common import CheckError, cross_entropy, equal, fail, quiet, short
+from ._common import CheckError, fail, quiet, short
+from .trusted import cross_entropy, equal, rng
+from .trusted import manual_seed as _manual_seed
+from .trusted import no_grad as _no_grad
 
 TINY = ModelConfig(image_size=16, patch_size=8, vision_dim=16, llm_dim=16, num_heads=2, num_layers=1)
 BOXES = ("vision_encoder", "projector", "language_model")
 TOLERANCE = 1e-4
-_no_grad = torch.no_grad
-_fork_rng = torch.random.fork_rng
-_manual_seed = torch.manual_seed
-
-
-def rng():
-    """Seed inside a check without touching the notebook's random state."""
-    return _fork_rng(devices=[])
 
 
 @contextlib.contextmanager
@@ -228,26 +226,6 @@ def _losses(case: str, result: object, num_epochs: int, batches_per_epoch: int) 
     return values
 
 
-def _builder_hint(stage: int, fn: Callable, dataset) -> str:
-    """If the notebook's own batch builder disagrees with the reference, say so: it is the likelier culprit."""
-    name = "build_caption_batch" if stage == 1 else "build_instruction_batch"
-    builder = getattr(fn, "__globals__", {}).get(name)
-    if not callable(builder):
-        return ""
-    samples = [dataset[i] for i in range(len(dataset))]
-    args = ([s["caption_tokens"] for s in samples],) if stage == 1 else \
-        ([s["question_tokens"] for s in samples], [s["answer_tokens"] for s in samples])
-    _, ids, labels = reference_tensors(stage, dataset)
-    try:
-        with quiet():
-            got = builder(*args)
-        same = all(isinstance(t, torch.Tensor) and t.shape == e.shape and equal(t.detach().cpu().long(), e)
-                   for t, e in zip(got, (ids, labels)))
-    except Exception:  # a broken builder is exactly what to point at
-        same = False
-    return "" if same else f"; your {name} does not pass its own check yet: fix it first"
-
-
 def _run(case: str, fn: Callable, *args, **kwargs):
     """Call the student's training function quietly; name the usual causes of an exception."""
     try:
@@ -269,86 +247,125 @@ def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.detach().cpu().clone() for name, p in model.named_parameters()}
 
 
+def _fresh_model(stage: int) -> MultimodalModel:
+    """The tiny model a training case starts from; stage 2 starts from a stage-1 model (language model frozen)."""
+    return tiny_model(None if stage == 1 else 1)
+
+
+def _train(name: str, fn: Callable, model: MultimodalModel, data, question: str, num_epochs: int, batch_size: int,
+           lr: float) -> tuple[str, list[float]]:
+    """Run the student's function on the model; return the case's name and the per-epoch losses, checked."""
+    n = len(data)
+    case = f"{name}(model, dataset of {n}, num_epochs={num_epochs}, batch_size={batch_size}, lr={lr}): {question}"
+    result = _run(case, fn, model, data, num_epochs=num_epochs, batch_size=batch_size, lr=lr)
+    return case, _losses(case, result, num_epochs, n // batch_size)
+
+
+def _case_masked_mean(name: str, fn: Callable, stage: int, data) -> float:
+    """Case 1, lr=0 and one full batch: the reported number is the masked mean loss. Returns that loss."""
+    n = len(data)
+    model = _fresh_model(stage)
+    right, mistakes = loss_candidates(stage, model, data)
+    mistakes["the epoch's total divided by the number of samples, not of batches"] = right / n
+    case, losses = _train(name, fn, model, data, "the loss of one full batch", 1, n, 0.0)
+    if abs(losses[0] - right) <= TOLERANCE:
+        return right
+    found = [m for m, v in mistakes.items() if abs(v - losses[0]) <= TOLERANCE]
+    if found:
+        fail(case, f"{right:.6f} (mean next-token loss over the supervised text positions)",
+             f"{losses[0]:.6f}, which is what you get with: {found[0]}", _hint_for(found[0]))
+    fail(case, f"{right:.6f} (mean next-token loss over the supervised text positions, tolerance {TOLERANCE:g})",
+         f"{losses[0]:.6f}",
+         "with lr=0 the model does not change, so the loss must equal F.cross_entropy(logits[:, num_patches:], "
+         "labels, ignore_index=-100) on the whole dataset")
+
+
+def _case_epoch_means(name: str, fn: Callable, stage: int, data, right: float) -> None:
+    """Case 2, lr=0 and three batches per epoch: one value per epoch, the mean over the epoch's batches."""
+    batches = len(data) // 8
+    case, losses = _train(name, fn, _fresh_model(stage), data, "per-epoch losses", 2, 8, 0.0)
+    for epoch, value in enumerate(losses):
+        if abs(value - right) <= TOLERANCE:
+            continue
+        hint = "each epoch's loss is the mean over all of its batches"
+        if abs(value - right * batches) <= TOLERANCE * batches:
+            hint = f"you returned the sum of the {batches} batch losses; divide by the number of batches"
+        elif abs(value - right * batches / len(data)) <= TOLERANCE:
+            hint = "you divided the sum of batch losses by the number of samples; divide by the number of batches"
+        elif abs(losses[0] - losses[-1]) > TOLERANCE:
+            hint = ("with lr=0 every epoch sees the same model, yet your epochs differ: did you report the last "
+                    "batch's loss instead of the mean over the epoch?")
+        fail(f"{case}, epoch {epoch + 1}", f"{right:.6f} (lr=0: every epoch's mean equals the full-data loss)",
+             f"{value:.6f}", hint)
+
+
+def _case_what_trains(name: str, fn: Callable, stage: int, data) -> str:
+    """Case 3, lr=0.05: frozen boxes bit-identical, trainable ones changed, the vision encoder's flags off."""
+    model = _fresh_model(stage)
+    before = _snapshot(model)
+    case, _ = _train(name, fn, model, data, "which parameters change", 2, 8, 0.05)
+    after = _snapshot(model)
+    changed = {box: [k for k in before if k.startswith(box + ".") and not equal(before[k], after[k])] for box in BOXES}
+    must_change = ("projector",) if stage == 1 else ("projector", "language_model")
+    what = "only the projector" if stage == 1 else "the projector and the language model"
+    verb = "changes" if stage == 1 else "change"
+    for box in (b for b in BOXES if b not in must_change):
+        if changed[box]:
+            hint = ("stage 1 trains only the projector: call set_stage(model, 1) and give the optimizer only the "
+                    "parameters that require grad" if box == "language_model" else
+                    "the vision encoder never trains: leave its requires_grad off and keep it out of the optimizer")
+            fail(case, f"{what} {verb}; {box} bit-identical",
+                 f"{box} changed: {', '.join(changed[box][:3])}{' ...' if len(changed[box]) > 3 else ''}", hint)
+    for box in must_change:
+        if not changed[box]:
+            hint = (f"set_stage(model, {stage}) before building the optimizer, and pass it "
+                    "[p for p in model.parameters() if p.requires_grad]")
+            if stage == 2 and box == "language_model":
+                hint = ("the model arrives from stage 1 with its language model frozen: call set_stage(model, 2) "
+                        "before building the optimizer")
+            fail(case, f"{what} {verb}", f"no parameter of {box} changed", hint)
+    on = [k for k, p in model.vision_encoder.named_parameters() if p.requires_grad]
+    if on:
+        fail(case, "vision_encoder requires_grad off for every parameter", f"requires_grad on for {', '.join(on)}",
+             "never switch the vision encoder on: LLaVA keeps its CLIP encoder frozen in both stages")
+    return what
+
+
+def _case_loss_goes_down(name: str, fn: Callable, stage: int, data) -> None:
+    """Case 4, lr=0.01 and five full-batch epochs: the last epoch's loss is below the first's."""
+    case, losses = _train(name, fn, _fresh_model(stage), data, "the loss goes down", 5, len(data), 0.01)
+    if not losses[-1] < losses[0]:
+        fail(case, f"last epoch's loss below the first's ({losses[0]:.4f})", f"{[round(v, 4) for v in losses]}",
+             "each step: optimizer.zero_grad(), loss.backward(), optimizer.step(), in this order, on the same loss")
+
+
+@contextlib.contextmanager
+def reference_batches(fn: Callable):
+    """While it runs, the notebook's build_caption_batch / build_instruction_batch are tutor_lib's.
+
+    A training check tests the loop: a wrong batch builder already loses its own test's points, and
+    should not take the training test's with it. The names are swapped in the namespace the student's
+    function reads its globals from (the notebook's), and put back afterwards.
+    """
+    namespace = getattr(fn, "__globals__", None)
+    references = {"build_caption_batch": _ref_caption_batch, "build_instruction_batch": _ref_instruction_batch}
+    saved = {k: namespace[k] for k in references if k in namespace} if isinstance(namespace, dict) else {}
+    namespace = namespace if saved else {}
+    namespace.update({k: references[k] for k in saved})
+    try:
+        yield
+    finally:
+        namespace.update(saved)
+
+
 def check_training(name: str, fn: Callable, stage: int, defaults: dict[str, float]) -> str:
     """Run the four tiny cases of the module docstring on a student's train_stage1 / train_stage2."""
     check_signature(name, fn, defaults)
-    start_stage = None if stage == 1 else 1  # stage 2 starts from a stage-1 model: language model frozen
-    with rng():
+    with rng(), reference_batches(fn):
         _manual_seed(0)
         data = tiny_dataset(seed=11)
-        n = len(data)
-
-        # 1. lr=0, one full batch: the reported number is the masked mean loss.
-        model = tiny_model(start_stage)
-        right, mistakes = loss_candidates(stage, model, data)
-        mistakes["the epoch's total divided by the number of samples, not of batches"] = right / n
-        case = f"{name}(model, dataset of {n}, num_epochs=1, batch_size={n}, lr=0.0): the loss of one full batch"
-        losses = _losses(case, _run(case, fn, model, data, num_epochs=1, batch_size=n, lr=0.0), 1, 1)
-        if abs(losses[0] - right) > TOLERANCE:
-            found = [m for m, v in mistakes.items() if abs(v - losses[0]) <= TOLERANCE]
-            if found:
-                fail(case, f"{right:.6f} (mean next-token loss over the supervised text positions)",
-                     f"{losses[0]:.6f}, which is what you get with: {found[0]}", _hint_for(found[0]))
-            fail(case, f"{right:.6f} (mean next-token loss over the supervised text positions, tolerance {TOLERANCE:g})",
-                 f"{losses[0]:.6f}",
-                 "with lr=0 the model does not change, so the loss must equal F.cross_entropy(logits[:, num_patches:], "
-                 "labels, ignore_index=-100) on the whole dataset" + _builder_hint(stage, fn, data))
-
-        # 2. lr=0, several batches per epoch: one value per epoch, the mean over the epoch's batches.
-        model = tiny_model(start_stage)
-        batch_size, epochs = 8, 2
-        case = f"{name}(model, dataset of {n}, num_epochs={epochs}, batch_size={batch_size}, lr=0.0): per-epoch losses"
-        losses = _losses(case, _run(case, fn, model, data, num_epochs=epochs, batch_size=batch_size, lr=0.0),
-                         epochs, n // batch_size)
-        for epoch, value in enumerate(losses):
-            if abs(value - right) > TOLERANCE:
-                hint = "each epoch's loss is the mean over all of its batches"
-                if abs(value - right * (n // batch_size)) <= TOLERANCE * (n // batch_size):
-                    hint = f"you returned the sum of the {n // batch_size} batch losses; divide by the number of batches"
-                elif abs(value - right * (n // batch_size) / n) <= TOLERANCE:
-                    hint = "you divided the sum of batch losses by the number of samples; divide by the number of batches"
-                elif abs(losses[0] - losses[-1]) > TOLERANCE:
-                    hint = ("with lr=0 every epoch sees the same model, yet your epochs differ: did you report the last "
-                            "batch's loss instead of the mean over the epoch?")
-                fail(f"{case}, epoch {epoch + 1}", f"{right:.6f} (lr=0: every epoch's mean equals the full-data loss)",
-                     f"{value:.6f}", hint)
-
-        # 3. What trains: bit-identical frozen boxes, changed trainable ones, requires_grad flags.
-        model = tiny_model(start_stage)
-        before = _snapshot(model)
-        case = f"{name}(model, dataset of {n}, num_epochs=2, batch_size=8, lr=0.05): which parameters change"
-        _losses(case, _run(case, fn, model, data, num_epochs=2, batch_size=8, lr=0.05), 2, n // 8)
-        after = _snapshot(model)
-        changed = {box: [k for k in before if k.startswith(box + ".") and not equal(before[k], after[k])] for box in BOXES}
-        must_change = ("projector",) if stage == 1 else ("projector", "language_model")
-        frozen = [b for b in BOXES if b not in must_change]
-        what = "only the projector" if stage == 1 else "the projector and the language model"
-        verb = "changes" if stage == 1 else "change"
-        for box in frozen:
-            if changed[box]:
-                hint = ("stage 1 trains only the projector: call set_stage(model, 1) and give the optimizer only the "
-                        "parameters that require grad" if box == "language_model" else
-                        "the vision encoder never trains: leave its requires_grad off and keep it out of the optimizer")
-                fail(case, f"{what} {verb}; {box} bit-identical",
-                     f"{box} changed: {', '.join(changed[box][:3])}{' ...' if len(changed[box]) > 3 else ''}", hint)
-        for box in must_change:
-            if not changed[box]:
-                hint = (f"set_stage(model, {stage}) before building the optimizer, and pass it "
-                        "[p for p in model.parameters() if p.requires_grad]")
-                if stage == 2 and box == "language_model":
-                    hint = ("the model arrives from stage 1 with its language model frozen: call set_stage(model, 2) "
-                            "before building the optimizer")
-                fail(case, f"{what} {verb}", f"no parameter of {box} changed", hint)
-        on = [k for k, p in model.vision_encoder.named_parameters() if p.requires_grad]
-        if on:
-            fail(case, "vision_encoder requires_grad off for every parameter", f"requires_grad on for {', '.join(on)}",
-                 "never switch the vision encoder on: LLaVA keeps its CLIP encoder frozen in both stages")
-
-        # 4. The loss goes down: full batch, a few Adam-sized steps.
-        model = tiny_model(start_stage)
-        case = f"{name}(model, dataset of {n}, num_epochs=5, batch_size={n}, lr=0.01): the loss goes down"
-        losses = _losses(case, _run(case, fn, model, data, num_epochs=5, batch_size=n, lr=0.01), 5, 1)
-        if not losses[-1] < losses[0]:
-            fail(case, f"last epoch's loss below the first's ({losses[0]:.4f})", f"{[round(v, 4) for v in losses]}",
-                 "each step: optimizer.zero_grad(), loss.backward(), optimizer.step(), in this order, on the same loss")
+        right = _case_masked_mean(name, fn, stage, data)
+        _case_epoch_means(name, fn, stage, data, right)
+        what = _case_what_trains(name, fn, stage, data)
+        _case_loss_goes_down(name, fn, stage, data)
     return f"lr=0 loss equals the masked mean ({right:.4f}); one loss per epoch; {what} changed"

@@ -14,6 +14,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from . import trusted
 from ._common import (
     allclose,
     call,
@@ -32,10 +33,6 @@ from ._common import (
 
 __all__ = ["check_token_nll", "check_masked_mean_nll"]
 
-# More trusted bindings: the expected values never go through a name the notebook can rebind.
-_gather = torch.gather
-_softmax = F.softmax
-_one_hot = F.one_hot
 _FORBIDDEN = {"cross_entropy": F.cross_entropy, "nll_loss": F.nll_loss}
 
 # The worked example of the notebook (the seed's logits): p = 0.698, 0.673, 0.783.
@@ -50,7 +47,7 @@ EXAMPLE_TARGETS = torch.tensor([1, 2, 3])
 def _nll(logits: torch.Tensor, targets: torch.Tensor, dim: int = -1) -> torch.Tensor:
     """Trusted per-row -log p(target), in float64."""
     log_probs = log_softmax(logits.double(), dim=dim)
-    return -_gather(log_probs, -1, targets.unsqueeze(-1)).squeeze(-1)
+    return -trusted.gather(log_probs, -1, targets.unsqueeze(-1)).squeeze(-1)
 
 
 @contextlib.contextmanager
@@ -165,7 +162,7 @@ def check_token_nll(token_nll) -> None:
     out = _differentiable_output("token_nll", token_nll, case, x, targets,
                                  "use torch operations only: no .item(), .tolist(), numpy or .detach() inside token_nll")
     call(case, lambda: out.sum().backward())
-    expected_grad = _softmax(logits.double(), dim=-1) - _one_hot(targets, 20).double()
+    expected_grad = trusted.softmax(logits.double(), dim=-1) - trusted.one_hot(targets, 20).double()
     if x.grad is None:
         fail(case, "a gradient on the logits", "None", "keep the logits in the computation graph")
     expect_close(case, x.grad, expected_grad, atol=1e-5, hint="the gradient should be softmax(logits) - one_hot(target)")

@@ -15,13 +15,10 @@ import torch
 
 from ..data import COLOR_RGB, QUESTIONS, shape_centers
 from ..vocab import COLORS, END, ID_TO_TOKEN, POSITIONS, QUESTION_TYPES, SHAPES, START, VOCAB
+from . import trusted
 from ._common import allclose, call, equal, fail, passed, register, short
 
 __all__ = ["check_draw_shape", "check_make_qa"]
-
-_arange = torch.arange
-_tensor = torch.tensor
-_zeros = torch.zeros
 
 
 # -- draw_shape -----------------------------------------------------------------------------------
@@ -39,15 +36,15 @@ def _geometry(color: str, shape: str, position: str, size: int, *, strict: bool 
     if swap:
         row, col = col, row
     r = size / 6 if float_radius else float(size // 6)
-    ys = _arange(size, dtype=torch.float64).view(size, 1)
-    xs = _arange(size, dtype=torch.float64).view(1, size)
+    ys = trusted.arange(size, dtype=torch.float64).view(size, 1)
+    xs = trusted.arange(size, dtype=torch.float64).view(1, size)
     if shape == "circle":
         d2 = (xs - col) ** 2 + (ys - row) ** 2
         mask = d2 < r**2 if strict else d2 <= r**2
     else:
         dx, dy = (xs - col).abs(), (ys - row).abs()
         mask = (dx < r) & (dy < r) if strict else (dx <= r) & (dy <= r)
-    rgb = _tensor(COLOR_RGB[color], dtype=torch.float32).view(3, 1, 1)
+    rgb = trusted.tensor(COLOR_RGB[color], dtype=torch.float32).view(3, 1, 1)
     return mask.float() * rgb  # (3, S, S)
 
 

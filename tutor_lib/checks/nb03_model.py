@@ -14,51 +14,49 @@ import io
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from ..model import ModelConfig, MultimodalModel
+from . import trusted
 from ._common import allclose, call, equal, expect_tensor, fail, passed, quiet, register, short
 
 __all__ = ["check_Projector", "check_set_stage"]
 
-# Trusted bindings for the recomputation.
-_linear = F.linear
-_gelu = F.gelu
-_relu = F.relu
-_Linear = nn.Linear
-_Module = nn.Module
 _BOXES = ("vision_encoder", "projector", "language_model")
-
-
-def _rng():
-    return torch.random.fork_rng(devices=[])  # seed inside without touching the notebook's random state
 
 
 # -- Projector ------------------------------------------------------------------------------------
 
-def _projector_case(Projector, vision_dim: int, llm_dim: int) -> int:
-    case = f"Projector({vision_dim}, {llm_dim})"
+def _build(Projector, case: str, vision_dim: int, llm_dim: int) -> tuple[nn.Module, list[nn.Linear]]:
+    """Projector(vision_dim, llm_dim) is an nn.Module with at least one nn.Linear inside."""
     module = call(case, Projector, vision_dim, llm_dim,
                   hint="Projector(vision_dim, llm_dim) builds an nn.Module; a subclass calls super().__init__() first")
-    if not isinstance(module, _Module):
+    if not isinstance(module, trusted.Module):
         fail(case, "an nn.Module", f"{type(module).__name__}: {short(module)}",
              "subclass nn.Module (call super().__init__() first) or return an nn.Sequential")
-    linears = [m for m in module.modules() if isinstance(m, _Linear)]
+    linears = [m for m in module.modules() if isinstance(m, trusted.Linear)]
     if not linears:
         fail(case, "two nn.Linear layers", "no nn.Linear inside", "build the layers with nn.Linear")
+    return module, linears
 
-    g = torch.Generator().manual_seed(vision_dim * 1000 + llm_dim)
-    x = torch.randn(2, 5, vision_dim, generator=g)  # (B, N, vision_dim)
-    order: list[nn.Linear] = []  # the Linear layers in the order forward runs them
+
+def _forward_in_order(module: nn.Module, linears: list[nn.Linear], case: str, x: torch.Tensor,
+                      llm_dim: int) -> tuple[torch.Tensor, list[nn.Linear]]:
+    """The output on x, and the Linear layers in the order forward runs them (recorded with hooks)."""
+    order: list[nn.Linear] = []
     hooks = [m.register_forward_hook(lambda m, args, out: order.append(m)) for m in linears]
     try:
-        out = call(f"{case} applied to features of shape (2, 5, {vision_dim})", module, x,
+        out = call(f"{case} applied to features of shape {tuple(x.shape)}", module, x,
                    hint="the first Linear maps vision_dim -> llm_dim, the second llm_dim -> llm_dim")
     finally:
         for hook in hooks:
             hook.remove()
-    out = expect_tensor(f"{case}(features (2, 5, {vision_dim}))", out, (2, 5, llm_dim))
+    out = expect_tensor(f"{case}(features {tuple(x.shape)})", out, (*x.shape[:-1], llm_dim))
+    return out, order
 
+
+def _two_layers(module: nn.Module, linears: list[nn.Linear], order: list[nn.Linear], case: str, vision_dim: int,
+                llm_dim: int) -> tuple[nn.Linear, nn.Linear]:
+    """Exactly two Linear layers, vision_dim -> llm_dim then llm_dim -> llm_dim, with biases and nothing else."""
     if len(order) == 1 or len(linears) == 1:
         fail(case, "Linear -> GELU -> Linear: two Linear layers", "one Linear layer",
              "a single Linear is LLaVA-1's projector; LLaVA-1.5 (and this course) uses two with a GELU between")
@@ -73,58 +71,74 @@ def _projector_case(Projector, vision_dim: int, llm_dim: int) -> int:
         fail(case, f"Linear({vision_dim}, {llm_dim}) then Linear({llm_dim}, {llm_dim})",
              f"Linear{shapes[0]} then Linear{shapes[1]}",
              "the hidden width is llm_dim, as in LLaVA's mlp2x_gelu: Linear(vision_dim, llm_dim), GELU, Linear(llm_dim, llm_dim)")
-
     count = sum(p.numel() for p in module.parameters())
     expected = vision_dim * llm_dim + llm_dim + llm_dim * llm_dim + llm_dim
     if count != expected:
         fail(f"{case}: number of parameters", f"{expected:,} (two Linear layers with biases)", f"{count:,}",
              "no extra layers or parameters, and keep the biases (nn.Linear's default)")
+    return first, second
 
+
+def _gelu_between(out: torch.Tensor, first: nn.Linear, second: nn.Linear, case: str, x: torch.Tensor) -> None:
+    """The output is second(GELU(first(x))) with the student's own weights (exact GELU or its tanh form)."""
     w1, b1 = first.weight.detach(), None if first.bias is None else first.bias.detach()
     w2, b2 = second.weight.detach(), None if second.bias is None else second.bias.detach()
-    h = _linear(x, w1, b1)  # (2, 5, llm_dim)
+    h = trusted.linear(x, w1, b1)  # (B, N, llm_dim)
     candidates = {
-        "gelu": _linear(_gelu(h), w2, b2),
-        "gelu_tanh": _linear(_gelu(h, approximate="tanh"), w2, b2),
+        "gelu": trusted.linear(trusted.gelu(h), w2, b2),
+        "gelu_tanh": trusted.linear(trusted.gelu(h, approximate="tanh"), w2, b2),
     }
     received = out.detach()
-    if not any(allclose(received, value, atol=1e-5, rtol=1e-4) for value in candidates.values()):
-        mistakes = {
-            "nothing between the two layers: two Linear layers in a row are a single linear map; put a GELU between them":
-                _linear(h, w2, b2),
-            "that is ReLU; LLaVA's projector uses GELU (nn.GELU() or F.gelu)": _linear(_relu(h), w2, b2),
-            "no activation after the last layer: the projector ends with the second Linear": _gelu(candidates["gelu"]),
-        }
-        hint = "the output should be second(GELU(first(features)))"
-        for text, value in mistakes.items():
-            if allclose(received, value, atol=1e-5, rtol=1e-4):
-                hint = text
-                break
-        worst = float((received - candidates["gelu"]).abs().max())
-        fail(f"{case} on features (2, 5, {vision_dim})", "Linear -> GELU -> Linear of your own layers' weights",
-             f"an output that differs by up to {worst:.3g}", hint)
+    if any(allclose(received, value, atol=1e-5, rtol=1e-4) for value in candidates.values()):
+        return
+    mistakes = {
+        "nothing between the two layers: two Linear layers in a row are a single linear map; put a GELU between them":
+            trusted.linear(h, w2, b2),
+        "that is ReLU; LLaVA's projector uses GELU (nn.GELU() or F.gelu)": trusted.linear(trusted.relu(h), w2, b2),
+        "no activation after the last layer: the projector ends with the second Linear": trusted.gelu(candidates["gelu"]),
+    }
+    hint = next((text for text, value in mistakes.items() if allclose(received, value, atol=1e-5, rtol=1e-4)),
+                "the output should be second(GELU(first(features)))")
+    worst = float((received - candidates["gelu"]).abs().max())
+    fail(f"{case} on features {tuple(x.shape)}", "Linear -> GELU -> Linear of your own layers' weights",
+         f"an output that differs by up to {worst:.3g}", hint)
 
+
+def _gradients_flow(module: nn.Module, case: str, x: torch.Tensor) -> None:
+    """A backward pass from the output puts a nonzero gradient on every weight and bias."""
     case = f"{case}: gradients reach every parameter"
     module.zero_grad(set_to_none=True)
-    with _rng():
-        torch.manual_seed(0)
+    with trusted.rng():
+        trusted.manual_seed(0)
         out = call(case, module, x.clone().requires_grad_(True))
         if not out.requires_grad:
             fail(case, "an output that autograd can differentiate", "an output with requires_grad=False",
                  "no torch.no_grad() or .detach() inside forward: stage 1 trains exactly these weights")
-        call(case, lambda: (out * torch.randn(out.shape)).sum().backward())
+        call(case, lambda: (out * trusted.randn(out.shape)).sum().backward())
     missing = [name for name, p in module.named_parameters() if p.grad is None or not bool(p.grad.abs().sum() > 0)]
     if missing:
         fail(case, "a gradient on every weight and bias", f"none on {missing}",
              "no torch.no_grad() or .detach() inside forward: stage 1 trains exactly these weights")
-    return count
+
+
+def _projector_case(Projector, vision_dim: int, llm_dim: int) -> int:
+    """Build Projector(vision_dim, llm_dim), check its layers, its function and its gradients; return its size."""
+    case = f"Projector({vision_dim}, {llm_dim})"
+    module, linears = _build(Projector, case, vision_dim, llm_dim)
+    g = torch.Generator().manual_seed(vision_dim * 1000 + llm_dim)
+    x = trusted.randn(2, 5, vision_dim, generator=g)  # (B, N, vision_dim)
+    out, order = _forward_in_order(module, linears, case, x, llm_dim)
+    first, second = _two_layers(module, linears, order, case, vision_dim, llm_dim)
+    _gelu_between(out, first, second, case, x)
+    _gradients_flow(module, case, x)
+    return sum(p.numel() for p in module.parameters())
 
 
 @register
 def check_Projector(Projector) -> None:
     """Check Projector(vision_dim, llm_dim): Linear -> GELU -> Linear, (B, N, vision_dim) -> (B, N, llm_dim)."""
-    with _rng():
-        torch.manual_seed(0)
+    with trusted.rng():
+        trusted.manual_seed(0)
         count = _projector_case(Projector, 128, 64)
         _projector_case(Projector, 16, 24)
         _projector_case(Projector, 10, 6)
@@ -137,8 +151,8 @@ _TINY = ModelConfig(image_size=16, patch_size=8, vision_dim=8, llm_dim=8, num_he
 
 
 def _model(cfg: ModelConfig = _TINY) -> MultimodalModel:
-    with _rng():
-        torch.manual_seed(0)
+    with trusted.rng():
+        trusted.manual_seed(0)
         return MultimodalModel(cfg)
 
 

@@ -14,6 +14,7 @@ import torch
 
 from ..model import LanguageModel, ModelConfig
 from ..vocab import IGNORE_INDEX
+from . import trusted
 from ._common import (
     CheckError,
     allclose,
@@ -32,18 +33,6 @@ from ._common import (
 )
 
 __all__ = ["check_lm_pretraining_loss", "check_clip_loss"]
-
-# More trusted bindings: expected values never go through a name the notebook can rebind.
-_arange = torch.arange
-_cat = torch.cat
-_eye = torch.eye
-_fork_rng = torch.random.fork_rng
-_manual_seed = torch.manual_seed
-_ones = torch.ones
-_rand = torch.rand
-_randn = torch.randn
-_where = torch.where
-_zeros = torch.zeros
 
 
 def _first_match(received: object, candidates: dict[str, torch.Tensor], default: str) -> str:
@@ -89,8 +78,8 @@ class _EmbeddingsOnly(LanguageModel):
 
 
 def _tiny_lm(seed: int) -> _EmbeddingsOnly:
-    with _fork_rng(devices=[]):
-        _manual_seed(seed)
+    with trusted.fork_rng(devices=[]):
+        trusted.manual_seed(seed)
         lm = _EmbeddingsOnly(_TINY_LM)
     # A trained LM is confident; a fresh one is close to uniform, where several mistakes give nearly the same number.
     with torch.no_grad():
@@ -109,11 +98,11 @@ def _lm_logits(lm: LanguageModel, ids: torch.Tensor) -> torch.Tensor:
 def _lm_wrong_values(lm, scenes, ids, labels) -> dict[str, torch.Tensor]:
     """What the typical mistakes return, keyed by the hint that names the mistake."""
     P = scenes.shape[1]
-    logits = _lm_logits(lm, _cat([scenes, ids], 1)).detach()  # (B, P + L, V)
+    logits = _lm_logits(lm, trusted.cat([scenes, ids], 1)).detach()  # (B, P + L, V)
     text = logits[:, P:]
     nll = log_softmax(text.double(), dim=-1).neg()  # (B, L, V)
     keep = labels != IGNORE_INDEX
-    picked = nll.gather(-1, _where(keep, labels, 0).unsqueeze(-1)).squeeze(-1) * keep  # (B, L)
+    picked = nll.gather(-1, trusted.where(keep, labels, 0).unsqueeze(-1)).squeeze(-1) * keep  # (B, L)
     wrong = {
         "off by one: logits[:, P - 1:-1] makes the last scene slot predict label 0; position P + t predicts label t, "
         "so keep logits[:, P:] (the labels are already shifted)": _masked(logits[:, P - 1 : -1], labels),
@@ -155,7 +144,7 @@ def _run_lm(fn, case: str, lm, scenes, ids, labels):
 
 def _lm_case(fn, case: str, lm, scenes, ids, labels) -> None:
     P = scenes.shape[1]
-    expected = _masked(_lm_logits(lm, _cat([scenes, ids], 1))[:, P:], labels).detach()
+    expected = _masked(_lm_logits(lm, trusted.cat([scenes, ids], 1))[:, P:], labels).detach()
     received = _expect_scalar(case, _run_lm(fn, case, lm, scenes, ids, labels),
                               "average over every supervised label of the batch; return a scalar tensor")
     hint = _first_match(received, _lm_wrong_values(lm, scenes, ids, labels), _LM_HINT)
@@ -194,7 +183,7 @@ def check_lm_pretraining_loss(lm_pretraining_loss) -> None:
              "use torch operations only: no .item(), numpy, .detach() or torch.no_grad() inside the loss")
     call(case, out.backward)
     reference = _tiny_lm(404)
-    _masked(_lm_logits(reference, _cat([scenes, ids], 1))[:, scenes.shape[1]:], labels).backward()
+    _masked(_lm_logits(reference, trusted.cat([scenes, ids], 1))[:, scenes.shape[1]:], labels).backward()
     for (name, p), q in zip(lm.named_parameters(), reference.parameters()):
         if p.grad is None:
             fail(case, f"a gradient on language_model.{name}", "None", "keep every step of the loss in the graph")
@@ -219,7 +208,7 @@ def _clip_parts(image: torch.Tensor, text: torch.Tensor, temperature: float, nor
         text = text / text.norm(dim=normalise_dim, keepdim=True)
     sim = image @ text.T  # (B, B)
     logits = {"divide": sim / temperature, "multiply": sim * temperature, "none": sim}[scale]
-    targets = _arange(len(sim))
+    targets = trusted.arange(len(sim))
     return cross_entropy(logits, targets), cross_entropy(logits.T, targets)
 
 
@@ -234,7 +223,7 @@ def _clip_wrong_values(image: torch.Tensor, text: torch.Tensor, temperature: flo
     logits = (image.double() / image.double().norm(dim=-1, keepdim=True)) @ \
         (text.double() / text.double().norm(dim=-1, keepdim=True)).T / temperature
     wrong = {}
-    for what, column in (("zeros", _zeros(B, dtype=torch.long)), ("ones", _ones(B, dtype=torch.long))):
+    for what, column in (("zeros", trusted.zeros(B, dtype=torch.long)), ("ones", trusted.ones(B, dtype=torch.long))):
         wrong[f"the labels are torch.{what}(B): image i matches text i, so the targets are torch.arange(B)"] = (
             cross_entropy(logits, column) + cross_entropy(logits.T, column)) / 2
     wrong |= {
@@ -270,10 +259,10 @@ def _clip_case(fn, case: str, image: torch.Tensor, text: torch.Tensor, temperatu
 @register
 def check_clip_loss(clip_loss) -> None:
     """Check clip_loss(image_emb (B, D), text_emb (B, D), temperature) -> scalar symmetric InfoNCE."""
-    with _fork_rng(devices=[]):
-        _manual_seed(505)
-        image = _randn(6, 8) * (0.5 + 4.5 * _rand(6, 1))  # rows of norm about 1 to 14
-        text = _randn(6, 8) * (0.5 + 4.5 * _rand(6, 1))
+    with trusted.fork_rng(devices=[]):
+        trusted.manual_seed(505)
+        image = trusted.randn(6, 8) * (0.5 + 4.5 * trusted.rand(6, 1))  # rows of norm about 1 to 14
+        text = trusted.randn(6, 8) * (0.5 + 4.5 * trusted.rand(6, 1))
         text[:3] += 2 * image[:3]  # three pairs already roughly aligned, so the two directions differ clearly
 
     hand_image = torch.tensor([[3.0, 0.0], [0.0, 0.5], [2.0, 2.0]])
@@ -282,7 +271,7 @@ def check_clip_loss(clip_loss) -> None:
     _clip_case(clip_loss, "6 random pairs (D = 8) with norms from 1 to 14, temperature 0.1", image, text, 0.1)
     _clip_case(clip_loss, "the same pairs, temperature 2.0", image, text, 2.0)
     perfect = _clip_case(clip_loss, "a perfect match: text = image = the 4 unit vectors, temperature 0.05",
-                         _eye(4), _eye(4), 0.05)
+                         trusted.eye(4), trusted.eye(4), 0.05)
     if float(perfect) > 1e-6:
         fail("a perfect match", "a loss below 1e-6", short(perfect), _CLIP_HINT)
 

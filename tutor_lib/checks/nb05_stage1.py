@@ -13,19 +13,18 @@ import copy
 import torch
 
 from ..vocab import END, IGNORE_INDEX, PAD, START, VOCAB
+from . import trusted
 from ._common import call, fail, passed, register
 from ._stages import check_training, expect_batch_tensors, first_bad_row, row_text
 
 __all__ = ["check_build_caption_batch", "check_train_stage1"]
-
-_tensor = torch.tensor
 
 
 def _expected_caption_batch(captions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
     length = max(len(c) for c in captions) + 1
     ids = [[START, *c] + [PAD] * (length - len(c) - 1) for c in captions]
     labels = [[*c, END] + [IGNORE_INDEX] * (length - len(c) - 1) for c in captions]
-    return _tensor(ids, dtype=torch.long), _tensor(labels, dtype=torch.long)
+    return trusted.tensor(ids, dtype=torch.long), trusted.tensor(labels, dtype=torch.long)
 
 
 def _inputs_hint(got: list[int], caption: list[int]) -> str:

@@ -21,15 +21,11 @@ from ..data import make_dataset
 from ..evaluate import answer_question as _ref_answer_question
 from ..model import MultimodalModel
 from ..vocab import END, IGNORE_INDEX, PAD, START, VOCAB, VOCAB_SIZE
+from . import trusted
 from ._common import allclose, call, fail, passed, quiet, register, short
 from ._stages import TINY, check_training, expect_batch_tensors, first_bad_row, rng, row_text, words
 
 __all__ = ["check_build_instruction_batch", "check_train_stage2", "check_answer_question"]
-
-_tensor = torch.tensor
-_zeros = torch.zeros
-_manual_seed = torch.manual_seed
-_Tensor = torch.Tensor
 
 
 # -- build_instruction_batch -----------------------------------------------------------------------
@@ -40,7 +36,7 @@ def _expected_instruction_batch(questions, answers) -> tuple[torch.Tensor, torch
     length = max(len(r) for r in rows)
     ids = [r + [PAD] * (length - len(r)) for r in rows]
     labels = [r + [IGNORE_INDEX] * (length - len(r)) for r in label_rows]
-    return _tensor(ids, dtype=torch.long), _tensor(labels, dtype=torch.long)
+    return trusted.tensor(ids, dtype=torch.long), trusted.tensor(labels, dtype=torch.long)
 
 
 def _inputs_hint(got: list[int], question: list[int], answer: list[int]) -> str:
@@ -145,7 +141,7 @@ class _IdEmbedding(nn.Module):
     """Embeds a token id as itself, so the fake language model can read the text back."""
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        out = _zeros(*ids.shape, _WIDTH, device=ids.device)  # (B, L, 4)
+        out = trusted.zeros(*ids.shape, _WIDTH, device=ids.device)  # (B, L, 4)
         out[..., 0] = ids.float()
         out[..., 1] = 1.0
         return out
@@ -170,7 +166,7 @@ class _ScriptedLanguageModel(nn.Module):
             fail(owner.case, "embeddings (B, T, C) from encode_images and token_embedding",
                  f"tensor of shape {tuple(emb.shape)}", "concatenate the visual tokens and the text embeddings on dim=1")
         B, T, _ = emb.shape
-        logits = _zeros(B, T, VOCAB_SIZE)
+        logits = trusted.zeros(B, T, VOCAB_SIZE)
         for b in range(B):
             positions = [t for t in range(T) if emb[b, t, 1] > 0.5]
             text = [int(round(emb[b, t, 0].item())) for t in positions]
@@ -190,7 +186,7 @@ class _ScriptedModel(nn.Module):
 
     def __init__(self, case: str, question: list[int], script: list[int], max_new_tokens: int, image_size: int = 16):
         super().__init__()
-        self.anchor = nn.Parameter(_zeros(1))  # so next(model.parameters()).device works
+        self.anchor = nn.Parameter(trusted.zeros(1))  # so next(model.parameters()).device works
         self.language_model = _ScriptedLanguageModel(self)
         self.case, self.prompt, self.script, self.max_new_tokens = case, [START, *question], script, max_new_tokens
         self.image_size = image_size
@@ -211,17 +207,17 @@ class _ScriptedModel(nn.Module):
 
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         size = self.image_size
-        if not isinstance(images, _Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
+        if not isinstance(images, trusted.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
             fail(self.case, f"images of shape (1, 3, {self.image_size}, {self.image_size})",
-                 short(images) if not isinstance(images, _Tensor) else f"shape {tuple(images.shape)}",
+                 short(images) if not isinstance(images, trusted.Tensor) else f"shape {tuple(images.shape)}",
                  "the model takes a batch: pass image.unsqueeze(0) (or image[None])")
         self.images_seen.append(images.detach().cpu())
-        out = _zeros(images.shape[0], self.num_patches, _WIDTH, device=images.device)
+        out = trusted.zeros(images.shape[0], self.num_patches, _WIDTH, device=images.device)
         out[..., 0] = -1.0
         return out  # (B, N, 4)
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
-        if not isinstance(input_ids, _Tensor) or input_ids.dim() != 2:
+        if not isinstance(input_ids, trusted.Tensor) or input_ids.dim() != 2:
             fail(self.case, "input_ids of shape (1, L)", short(input_ids),
                  "the model takes a batch of token rows: torch.tensor([[START, *question_tokens, ...]])")
         visual = self.encode_images(images)
@@ -294,7 +290,7 @@ def check_answer_question(answer_question) -> None:
     color, shape, where = [v[w] for w in ("what", "color", "?")], [v[w] for w in ("what", "shape", "?")], \
         [v[w] for w in ("where", "is", "it", "?")]
     with rng():
-        _manual_seed(5)
+        trusted.manual_seed(5)
         image = torch.rand(3, 16, 16)
         never = [v[w] for w in ("red", "blue", "green", "circle", "square", "red", "blue", "green")]
         cases = [
@@ -312,7 +308,7 @@ def check_answer_question(answer_question) -> None:
                            max_new_tokens, image)
 
         # A tiny real model: the student's answers equal the reference's greedy answers.
-        _manual_seed(6)
+        trusted.manual_seed(6)
         model = MultimodalModel(TINY)
         data = make_dataset(6, image_size=TINY.image_size, seed=3)
         for i in range(len(data)):
