@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -118,4 +120,164 @@ def test_check_is_fast():
 
     start = time.perf_counter()
     check_hflip_example(flip_dict)
+    assert time.perf_counter() - start < 2.0
+
+
+# == paired_bootstrap ===========================================================================
+
+from tutor_lib.checks import check_paired_bootstrap  # noqa: E402
+from tutor_lib.checks.nb07_experiments import _A, _B, _C, _D, _expect_interval  # noqa: E402
+from tutor_lib.stats import paired_bootstrap as reference_bootstrap  # noqa: E402
+
+
+def _checked(a, b):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if a.shape != b.shape or len(a) < 2:
+        raise ValueError("need equal lengths and at least 2 pairs")
+    return a, b
+
+
+def boot_vectorised(a, b, n_boot, seed):
+    a, b = _checked(a, b)
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, len(d), size=(n_boot, len(d)))].mean(axis=1)
+    low, high = np.quantile(means, [0.025, 0.975])
+    return d.mean(), low, high
+
+
+def boot_loop_sorted(a, b, n_boot, seed):
+    """A loop over resamples with rng.choice on the pairs, and percentiles read off the sorted means."""
+    if len(a) != len(b):
+        raise ValueError("a and b differ in length")
+    if len(a) < 2:
+        raise ValueError("too few pairs")
+    rng = np.random.default_rng(seed)
+    pairs = list(zip(a, b))
+    means = []
+    for _ in range(n_boot):
+        chosen = [pairs[i] for i in rng.choice(len(pairs), size=len(pairs), replace=True)]
+        means.append(sum(x - y for x, y in chosen) / len(chosen))
+    means.sort()
+    return (float(np.mean(np.subtract(a, b))), means[int(0.025 * (n_boot - 1))], means[int(round(0.975 * (n_boot - 1)))])
+
+
+def boot_torch(a, b, n_boot, seed):
+    """torch for the arithmetic, NumPy's seeded generator for the indices."""
+    a, b = _checked(a, b)
+    d = torch.tensor(a - b)
+    idx = torch.from_numpy(np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d))))
+    means = d[idx].mean(1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    return float(d.mean()), low, high
+
+
+@pytest.mark.parametrize("fn", [reference_bootstrap, boot_vectorised, boot_loop_sorted, boot_torch])
+def test_paired_bootstrap_correct_variants_pass(fn, capsys):
+    assert_accepts(check_paired_bootstrap, fn, capsys, "paired_bootstrap")
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_correct_intervals_stay_well_inside_the_tolerance(seed):
+    """Bootstrap noise: whatever the seed, a correct 4000-resample interval passes the comparison."""
+    for a, b in ((_A, _B), (_C, _D)):
+        _expect_interval("noise", boot_vectorised, list(a), list(b), seed=seed)
+        _expect_interval("noise", boot_loop_sorted, list(a), list(b), seed=seed)
+
+
+def _unpaired(a, b, n_boot, seed):
+    a, b = _checked(a, b)
+    rng = np.random.default_rng(seed)
+    ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
+    low, high = np.percentile(ma - mb, [2.5, 97.5])
+    return (a - b).mean(), low, high
+
+
+def _percentiles_of_d(a, b, n_boot, seed):
+    a, b = _checked(a, b)
+    low, high = np.percentile(a - b, [2.5, 97.5])
+    return (a - b).mean(), low, high
+
+
+def _with_percentiles(q, sign=1.0, replace=True, fixed_boot=None, global_rng=False, median=False):
+    def boot(a, b, n_boot, seed):
+        a, b = _checked(a, b)
+        d = sign * (a - b)
+        n_boot = fixed_boot or n_boot
+        if global_rng:
+            idx = np.random.randint(0, len(d), size=(n_boot, len(d)))
+        elif replace:
+            idx = np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))
+        else:
+            rng = np.random.default_rng(seed)
+            idx = np.stack([rng.permutation(len(d)) for _ in range(n_boot)])
+        low, high = np.percentile(d[idx].mean(1), q)
+        return (np.median(d) if median else d.mean()), low, high
+    return boot
+
+
+def _normal_sd(a, b, n_boot, seed):
+    a, b = _checked(a, b)
+    d = a - b
+    return d.mean(), d.mean() - 1.96 * d.std(ddof=1), d.mean() + 1.96 * d.std(ddof=1)
+
+
+def _no_length_check(a, b, n_boot, seed):
+    d = np.asarray(a, dtype=float) - np.asarray(b, dtype=float)  # broadcasts a single b
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return d.mean(), low, high
+
+
+def _in_place(a, b, n_boot, seed):
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("bad input")
+    if isinstance(a, np.ndarray):
+        a -= b
+        d = a
+    else:
+        d = np.subtract(a, b)
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(np.mean(d)), low, high
+
+
+def _returns_two(a, b, n_boot, seed):
+    return reference_bootstrap(a, b, n_boot, seed)[1:]
+
+
+BOOT_WRONG = {
+    "a and b resampled independently": (_unpaired, "resampled independently"),
+    "percentiles of the differences, no resampling": (_percentiles_of_d, "percentiles of the differences"),
+    "a 90 % interval": (_with_percentiles([5, 95]), "90 % interval"),
+    "fractions given to np.percentile": (_with_percentiles([0.025, 0.975]), "np.percentile takes percents"),
+    "b minus a": (_with_percentiles([2.5, 97.5], sign=-1.0), "a - b (the first arm minus the second)"),
+    "median instead of mean": (_with_percentiles([2.5, 97.5], median=True), "not their median"),
+    "permutations, not resamples with replacement": (_with_percentiles([2.5, 97.5], replace=False), "WITH replacement"),
+    "mean +- 1.96 sd of the differences": (_normal_sd, "describes one seed's spread"),
+    "the global NumPy RNG, seed ignored": (_with_percentiles([2.5, 97.5], global_rng=True), "default_rng(seed)"),
+    "n_boot ignored (always 2000)": (_with_percentiles([2.5, 97.5], fixed_boot=2000), "exactly n_boot"),
+    "no check of the lengths": (_no_length_check, "equal lengths"),
+    "changes a in place": (_in_place, "in place"),
+    "returns (low, high) only": (_returns_two, "tuple (mean_difference, low, high)"),
+}
+
+
+@pytest.mark.parametrize("name", list(BOOT_WRONG))
+def test_paired_bootstrap_wrong_variants_fail_with_a_specific_message(name, capsys):
+    fn, message = BOOT_WRONG[name]
+    assert_rejects(check_paired_bootstrap, fn, match=re.escape(message), capsys=capsys)
+
+
+def test_paired_bootstrap_stub_and_speed():
+    import time
+
+    def stub(a, b, n_boot, seed):
+        raise NotImplementedError()
+
+    with pytest.raises(CheckError, match="still the stub"):
+        check_paired_bootstrap(stub)
+    start = time.perf_counter()
+    check_paired_bootstrap(reference_bootstrap)
     assert time.perf_counter() - start < 2.0

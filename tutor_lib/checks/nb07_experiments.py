@@ -1,18 +1,22 @@
-"""Checks for notebook 07_experiments: hflip_example, a label-preserving horizontal flip."""
+"""Checks for notebook 07_experiments: hflip_example (a label-preserving flip) and paired_bootstrap."""
 
 from __future__ import annotations
 
+import functools
+import math
+
+import numpy as np
 import torch
 
+from ..augment import HFLIP_POSITION
 from ..data import draw_shape
 from ..vocab import POSITIONS
-from ._common import call, equal, expect_tensor, fail, passed, register, short
+from ._common import call, equal, expect_tensor, fail, passed, quiet, register, short
 
-__all__ = ["check_hflip_example", "expect_flip"]
+__all__ = ["check_hflip_example", "expect_flip", "check_paired_bootstrap"]
 
-# Where a shape goes when the image is mirrored left-right.
-_MIRROR = {"top-left": "top-right", "top-right": "top-left", "bottom-left": "bottom-right",
-           "bottom-right": "bottom-left", "center": "center"}
+# Where a shape goes when the image is mirrored left-right: a copy taken before any student code runs.
+_MIRROR = dict(HFLIP_POSITION)
 _UPSIDE_DOWN = {"top-left": "bottom-left", "top-right": "bottom-right", "bottom-left": "top-left",
                 "bottom-right": "top-right", "center": "center"}
 
@@ -112,3 +116,159 @@ def check_hflip_example(hflip_example) -> None:
         fail("flipping twice", "the original image and 'top-left'", f"{short(image)}, {position!r}",
              "a mirror applied twice is the identity")
     passed("hflip_example", "mirrors the columns, keeps channels and rows, and swaps left/right in all 5 labels")
+
+
+# -- paired_bootstrap ---------------------------------------------------------------------------
+
+# NumPy functions the check computes its references with, bound before any student code runs.
+_default_rng, _percentile, _median = np.random.default_rng, np.percentile, np.median
+_asarray, _array_equal = np.asarray, np.array_equal
+
+# Per-seed accuracies of two arms on 8 seeds: arm a is about 4 points better on every seed, while
+# the seeds themselves range from 0.62 to 0.97, so pairing matters: resampling a and b
+# independently gives an interval several times wider than the paired one.
+_A = (0.70, 0.93, 0.66, 0.99, 0.80, 0.88, 0.73, 0.95)
+_B = (0.65, 0.90, 0.62, 0.97, 0.74, 0.85, 0.71, 0.89)
+# A second, skewed case (one seed far from the others) with a negative mean difference.
+_C = (0.40, 0.52, 0.47, 0.45, 0.50, 0.10)
+_D = (0.44, 0.55, 0.49, 0.50, 0.51, 0.36)
+_REFERENCE_BOOT = 200_000  # the reference interval, with Monte Carlo error far below the tolerance
+
+
+def _resampled_means(d: np.ndarray, n_boot: int, seed: int, pairs: bool = True, b: np.ndarray | None = None) -> np.ndarray:
+    rng = _default_rng(seed)
+    idx = rng.integers(0, len(d), size=(n_boot, len(d)))
+    if pairs:
+        return d[idx].mean(1)
+    other = rng.integers(0, len(d), size=(n_boot, len(d)))  # a and b resampled independently
+    return (d[idx] + b[idx]).mean(1) - b[other].mean(1)  # d + b is a
+
+
+@functools.lru_cache(maxsize=8)
+def _references(d: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, float, tuple, tuple]:
+    """The paired 95 % interval, the paired 90 % one and the unpaired 95 % one, from many resamples."""
+    d_arr, b_arr = _asarray(d), _asarray(b)
+    means = _resampled_means(d_arr, _REFERENCE_BOOT, 12345)
+    low, high = (float(v) for v in _percentile(means, [2.5, 97.5]))
+    ninety = tuple(float(v) for v in _percentile(means, [5, 95]))
+    unpaired = _percentile(_resampled_means(d_arr, _REFERENCE_BOOT // 4, 1, pairs=False, b=b_arr), [2.5, 97.5])
+    return low, high, ninety, tuple(float(v) for v in unpaired)
+
+
+def _numbers(case: str, result: object) -> tuple[float, float, float]:
+    if not isinstance(result, (tuple, list)) or len(result) != 3:
+        fail(case, "a tuple (mean_difference, low, high)", short(result),
+             "return all three numbers: `return mean, low, high`")
+    try:
+        values = tuple(float(v) for v in result)
+    except (TypeError, ValueError):
+        fail(case, "three numbers (mean_difference, low, high)", short(result),
+             "return plain numbers (floats), e.g. float(np.mean(d)), not arrays or strings")
+    if not all(math.isfinite(v) for v in values):
+        fail(case, "three finite numbers", short(result), "no NaN or inf: check for a division by zero or empty data")
+    return values
+
+
+def _expect_interval(case: str, fn, a, b, n_boot: int = 4000, seed: int = 0) -> None:
+    """Call fn(a, b, n_boot, seed) and compare with the reference mean and 95 % paired percentile interval."""
+    a_arr, b_arr = _asarray(a, dtype=float), _asarray(b, dtype=float)
+    d = a_arr - b_arr
+    a_copy, b_copy = a_arr.copy(), b_arr.copy()
+    mean, low, high = _numbers(case, call(case, fn, a, b, n_boot, seed,
+                                          hint="paired_bootstrap(a, b, n_boot, seed) -> (mean, low, high)"))
+    if isinstance(a, np.ndarray) and not (_array_equal(a, a_copy) and _array_equal(b, b_copy)):
+        fail(case, "a and b left unchanged", "paired_bootstrap changed the arrays it was given (in place)",
+             "compute d = a - b into a new array; `a -= b` writes into the caller's data")
+    true_mean = float(d.mean())
+    if not math.isclose(mean, true_mean, abs_tol=1e-9):
+        if math.isclose(mean, -true_mean, abs_tol=1e-9):
+            hint = "the difference is a - b (the first arm minus the second), not b - a"
+        elif math.isclose(mean, float(_median(d)), abs_tol=1e-9):
+            hint = "the summary is the mean of the differences, not their median"
+        else:
+            hint = "the first number is the plain mean of the paired differences a[i] - b[i], over all pairs"
+        fail(case, f"mean difference {true_mean:.6f}", f"{mean:.6f}", hint)
+    if low > high:
+        fail(case, "low <= high", f"low {low:.4f} > high {high:.4f}", "return (mean, low, high) in that order")
+    want_low, want_high, want_90, unpaired = _references(tuple(d.tolist()), tuple(b_arr.tolist()))
+    width = want_high - want_low
+    tolerance = 0.1 * width  # bootstrap noise of a correct 4000-resample interval stays well inside this
+    if abs(low - want_low) <= tolerance and abs(high - want_high) <= tolerance:
+        return
+    received = f"({mean:.4f}, {low:.4f}, {high:.4f})"
+    expected = f"about ({true_mean:.4f}, {want_low:.4f}, {want_high:.4f}), each bound within {tolerance:.4f}"
+    if math.isclose(low, high, abs_tol=1e-12):
+        fail(case, expected, received, "every resample has the same mean: draw the pairs WITH replacement "
+             "(rng.integers(0, n, size=(n_boot, n)) or rng.choice(n, size=n, replace=True)), not a permutation")
+    def near(lo: float, hi: float) -> bool:  # within a tenth of that interval's own width
+        slack = max(tolerance, 0.1 * (hi - lo))
+        return abs(low - lo) <= slack and abs(high - hi) <= slack
+
+    sd = float(d.std(ddof=1))
+    diagnoses = [
+        (_percentile(d, [2.5, 97.5]), "these are percentiles of the differences themselves; bootstrap their MEAN: "
+                                      "resample the pairs n_boot times and take the percentiles of the n_boot means"),
+        (want_90, "this is a 90 % interval; a 95 % interval keeps the 2.5th and 97.5th percentiles"),
+        ((true_mean - 1.96 * sd, true_mean + 1.96 * sd), "mean +- 1.96 standard deviations of the differences "
+                                                         "describes one seed's spread, not the mean's; bootstrap the mean"),
+        (unpaired, "this interval is as wide as if a and b were resampled independently: the seeds are pairs, "
+                   "so draw one set of indices per resample and use it for both (or resample d = a - b)"),
+    ]
+    if high < want_low and high - low < 0.5 * width:
+        fail(case, expected, received, "both bounds sit below the 2.5th percentile: np.percentile takes percents "
+             "(2.5, 97.5), np.quantile fractions (0.025, 0.975)")
+    for (lo, hi), hint in diagnoses:
+        if near(float(lo), float(hi)):
+            fail(case, expected, received, hint)
+    if high - low > 1.5 * width:
+        hint = ("your interval is much wider than the paired bootstrap's: resample the pairs (the same indices "
+                "for a and b), and take percentiles of the resampled MEANS")
+    elif high - low < 0.6 * width:
+        hint = "your interval is too narrow: a 95 % interval spans the 2.5th to the 97.5th percentile of the means"
+    else:
+        hint = ("resample n pairs with replacement n_boot times, take each resample's mean difference, "
+                "and return the 2.5th and 97.5th percentiles of those means")
+    fail(case, expected, received, hint)
+
+
+def _expect_value_error(case: str, fn, a, b, why: str) -> None:
+    try:
+        with quiet():
+            result = fn(a, b, 100, 0)
+    except ValueError:
+        return
+    except NotImplementedError:
+        fail(case, "ValueError", "NotImplementedError: the function is still the stub", "write the function first")
+    except Exception as error:  # noqa: BLE001 (any other error is the wrong kind)
+        fail(case, "ValueError", f"{type(error).__name__}: {error}", f"raise ValueError with a clear message: {why}")
+    fail(case, "ValueError", f"returned {short(result)}", f"check the input first and raise ValueError: {why}")
+
+
+@register
+def check_paired_bootstrap(paired_bootstrap) -> None:
+    """Mean and interval against a 200 000-resample reference, the seed, n_boot, and bad input."""
+    _expect_interval("8 paired seeds (lists), a better on every seed", paired_bootstrap, list(_A), list(_B))
+    _expect_interval("6 paired seeds (NumPy arrays), one far-off seed, a worse", paired_bootstrap,
+                     np.array(_C), np.array(_D), seed=3)
+    case = "the same seed twice"
+    first = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 500, 7))
+    again = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 500, 7))
+    if first != again:
+        fail(case, "the same interval both times", f"{first} then {again}",
+             "draw from rng = np.random.default_rng(seed), not from np.random's global state")
+    case = "seeds 1 and 2"
+    one = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 200, 1))
+    two = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 200, 2))
+    if one[1:] == two[1:]:
+        fail(case, "different resamples, so (slightly) different intervals", f"{one} both times",
+             "the resamples must come from np.random.default_rng(seed): use the seed you are given")
+    case = "n_boot=1: a single resample"
+    single = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 1, 0))
+    if not math.isclose(single[1], single[2], abs_tol=1e-12):
+        fail(case, "low == high (the percentiles of one resampled mean)", f"{single}",
+             "draw exactly n_boot resamples; do not use a fixed number")
+    _expect_value_error("a has 8 values, b has 1", paired_bootstrap, list(_A), [0.5],
+                        "a and b must hold one value per seed each (equal lengths); NumPy would broadcast")
+    _expect_value_error("a single pair", paired_bootstrap, [0.7], [0.6], "at least 2 pairs are needed to resample")
+    passed("paired_bootstrap", "the paired mean and its 95 % bootstrap interval, seeded, with n_boot resamples; "
+                               "bad input raises ValueError")
