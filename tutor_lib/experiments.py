@@ -1,17 +1,18 @@
 """Small seeded experiments on the two-stage recipe: the machinery behind notebook 07.
 
-Every experiment trains many small models, so it counts optimizer *steps* rather than epochs:
-"skip stage 1 at equal total steps" must give both arms exactly the same number of updates,
-whatever the size of their data. One seed fixes everything that is random in a run: the
-data (train, IID test and held-out test), the model's initial weights and the batch order.
-Arms that share a seed start from identical weights, so their difference is paired.
+Every experiment trains many small models, so it counts optimizer *steps* (`train.fit(...,
+steps=N)`) rather than epochs: "skip stage 1 at equal total steps" must give both arms exactly
+the same number of updates, whatever the size of their data. One seed fixes everything that is
+random in a run: the data (train, IID test and held-out test), the projector's initial weights
+and the batch order. Arms that share a seed start from identical weights, so their difference is
+paired (see `stats.paired_bootstrap`).
 
-By default every model starts from stage 0 (`pretrain.load_stage0`): the pretrained vision
-encoder and language model, frozen in stage 1 as in LLaVA; only the projector is drawn fresh.
-`ExperimentConfig(pretrained=False)` keeps the random parts of the seed notebook instead.
+Every model starts from stage 0 (`pretrain.load_stage0`): the pretrained vision encoder and
+language model, frozen in stage 1 as in LLaVA; only the projector is drawn fresh. The
+learning rates and the batch size are the seed's (`train.RECIPE`); the step budgets are small.
 
 Results are plain dicts ("rows"), one per trained model; `table` turns them into the
-(num_seeds, num_x) arrays that `plots.plot_ablation` draws as a mean and a band.
+(num_seeds, num_x) arrays that `experiment_plots` draws and `stats` summarises.
 """
 
 from __future__ import annotations
@@ -24,31 +25,31 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn as nn
 
-from .augment import hflip_dataset, jitter_dataset
+from .augment import HFLIP_POSITION, hflip_dataset
+from .batching import build_instruction_batch
 from .data import HELD_OUT_CONFIGS, TRAIN_CONFIGS, ShapesDataset, make_splits
-from .evaluate import evaluate, generate
+from .evaluate import answer_questions, generate
 from .losses import masked_mean_nll
 from .model import MultimodalModel, set_stage
-from .pretrain import load_stage0
+from .pretrain import TextCorpus, load_stage0, make_text_corpus, text_loss
 from .runtime import pick_device
-from .train import caption_tensors, instruction_tensors
-from .vocab import POSITIONS, QUESTION_TYPES, START
+from .train import RECIPE, caption_tensors, fit, instruction_tensors
+from .vocab import COLORS, IGNORE_INDEX, PAD, POSITIONS, QUESTION_TYPES, SHAPES, START
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
+    """What is specific to the experiments; learning rates and batch size come from train.RECIPE."""
+
     image_size: int = 32  # 16 visual tokens instead of the seed's 64: a step costs about a quarter
     n_captions: int = 600  # stage-1 (caption) data, also the pool the stage-2 subsets come from
-    n_test: int = 150  # IID test samples: the 24 training configurations, fresh noise
-    n_heldout: int = 150  # held-out test samples: the 6 configurations never trained on
-    stage1_steps: int = 100  # about 5 epochs of 600 captions
-    stage2_steps: int = 200  # the seed's stage 2 took 950 steps
-    stage1_lr: float = 1e-3  # the seed's rates
-    stage2_lr: float = 5e-4
-    batch_size: int = 32
-    seeds: tuple[int, ...] = (0, 1, 2)
-    pretrained: bool = True  # start from stage 0's vision encoder and LM (False: random ones, as in the seed)
+    n_test: int = 96  # IID test samples: the 24 training triples, fresh noise
+    n_heldout: int = 96  # held-out test samples: the 6 triples never trained on
+    stage1_steps: int = 30  # the seed's stage 1 took 570 steps
+    stage2_steps: int = 20  # the seed's stage 2 took 950
+    seeds: tuple[int, ...] = tuple(range(8))
     # The stage-0 build is the same for every run seed: many fine-tuning runs share one pretrained
     # checkpoint, so a run seed varies the projector's init, the data and the batch order, never
     # the pretrained parts. 42 is the build shipped in tutor_lib/weights for 32x32 and 64x64 images.
@@ -81,59 +82,46 @@ def _threaded(experiment: Callable) -> Callable:
     return run
 
 
-def fit_steps(model: MultimodalModel, images: torch.Tensor, input_ids: torch.Tensor, labels: torch.Tensor,
-              steps: int, lr: float, batch_size: int = 32, seed: int = 0) -> list[float]:
-    """Adam on the trainable parameters for exactly `steps` batches (reshuffled each pass) -> per-step losses."""
-    if steps < 0 or batch_size < 1:
-        raise ValueError(f"need steps >= 0 and batch_size >= 1, got {steps} and {batch_size}")
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
-        raise ValueError("no parameter requires grad: call set_stage(model, 1 or 2) first")
-    device = next(model.parameters()).device
-    images, input_ids, labels = images.to(device), input_ids.to(device), labels.to(device)
-    optimizer = torch.optim.Adam(params, lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.empty(0, dtype=torch.long)
-    losses = []
-    model.train()
-    for _ in range(steps):
-        while len(order) < batch_size:  # a batch may straddle two passes through the data
-            order = torch.cat([order, torch.randperm(len(images), generator=generator)])
-        idx, order = order[:batch_size].to(device), order[batch_size:]
-        logits = model(images[idx], input_ids[idx])  # (B, N + L, V)
-        loss = masked_mean_nll(logits[:, model.num_patches:], labels[idx])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    model.eval()
-    return losses
+def train_steps(model: nn.Module, tensors: tuple, steps: int, lr: float, seed: int) -> list[float]:
+    """train.fit for exactly `steps` Adam steps at the recipe's batch size, batch order from `seed`."""
+    return fit(model, *tensors, None, RECIPE.batch_size, lr, steps=steps,
+               generator=torch.Generator().manual_seed(seed), progress=False)
 
 
 def new_model(cfg: ExperimentConfig, seed: int) -> MultimodalModel:
-    """A model before stage 1: stage-0 parts (if cfg.pretrained) and a projector drawn from `seed`.
-
-    The same seed always gives the same weights, and the global RNG is left alone.
-    """
+    """A model before stage 1: stage-0 parts and a projector drawn from `seed` (the global RNG is left alone)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = MultimodalModel(image_size=cfg.image_size)
-        if cfg.pretrained:  # a size without shipped or cached weights is pretrained here once, then cached
-            load_stage0(model, seed=cfg.stage0_seed, progress=False, verbose=False)
+        # A size without shipped or cached weights is pretrained here once, then cached.
+        load_stage0(model, seed=cfg.stage0_seed, progress=False, verbose=False)
     return model.to(pick_device(cfg.device))
 
 
+def splits_for(cfg: ExperimentConfig, seed: int):
+    """Train (n_captions samples), IID test and held-out test data of one seed."""
+    return make_splits(cfg.n_captions, cfg.n_test, cfg.n_heldout, image_size=cfg.image_size, seed=seed)
+
+
 def run_stage1(model: MultimodalModel, dataset, cfg: ExperimentConfig, seed: int) -> list[float]:
-    """Stage 1 for cfg.stage1_steps steps: captions, only the projector trains."""
+    """Stage 1 for cfg.stage1_steps steps on the dataset's captions: only the projector trains."""
     set_stage(model, 1)
-    return fit_steps(model, *caption_tensors(dataset), cfg.stage1_steps, cfg.stage1_lr, cfg.batch_size, seed)
+    return train_steps(model, caption_tensors(dataset), cfg.stage1_steps, RECIPE.stage1_lr, seed)
+
+
+def run_stage2(model: MultimodalModel, dataset, cfg: ExperimentConfig, seed: int, steps: int | None = None,
+               lr: float | None = None) -> list[float]:
+    """Stage 2 for `steps` (default cfg.stage2_steps) at `lr` (default the recipe's): projector and LM train."""
+    set_stage(model, 2)
+    return train_steps(model, instruction_tensors(dataset), cfg.stage2_steps if steps is None else steps,
+                       RECIPE.stage2_lr if lr is None else lr, seed + 1)
 
 
 _ALIGNED: dict[tuple, dict] = {}  # stage-1 weights per (config, seed): every experiment starts from them
 
 
 def aligned_model(cfg: ExperimentConfig, seed: int) -> MultimodalModel:
-    """A new model of this seed after stage 1 on its n_captions training captions (trained once, then cached)."""
+    """A new model of this seed after stage 1 on all n_captions training captions (trained once, then cached)."""
     key = (replace(cfg, seeds=()), seed)
     model = new_model(cfg, seed)
     if key not in _ALIGNED:
@@ -143,55 +131,55 @@ def aligned_model(cfg: ExperimentConfig, seed: int) -> MultimodalModel:
     return model
 
 
-def run_stage2(model: MultimodalModel, dataset, cfg: ExperimentConfig, seed: int, steps: int | None = None,
-               lr: float | None = None) -> list[float]:
-    """Stage 2 for `steps` (default cfg.stage2_steps) steps at `lr` (default cfg.stage2_lr): questions and answers."""
-    set_stage(model, 2)
-    steps = cfg.stage2_steps if steps is None else steps
-    return fit_steps(model, *instruction_tensors(dataset), steps, cfg.stage2_lr if lr is None else lr,
-                     cfg.batch_size, seed + 1)
-
-
-def splits_for(cfg: ExperimentConfig, seed: int):
-    """Train (n_captions samples), IID test and held-out test data of one seed."""
-    return make_splits(cfg.n_captions, cfg.n_test, cfg.n_heldout, image_size=cfg.image_size, seed=seed)
-
-
 # -- measurements ------------------------------------------------------------------------------
 
+def triple_name(config: tuple[int, int, int]) -> str:
+    """(0, 1, 4) -> 'red square center'."""
+    c, s, p = config
+    return f"{COLORS[c]} {SHAPES[s]} {POSITIONS[p]}"
+
+
 def qa_scores(model: MultimodalModel, splits) -> dict[str, float]:
-    """Exact-match accuracy on both test sets, overall and per question type: {"iid": .., "heldout_color": .., ...}."""
+    """Exact-match accuracy on both test sets: overall, per question type, and per held-out triple.
+
+    Keys: "iid", "iid_color", ..., "heldout", "heldout_position", "heldout@red square center"
+    (every question about that triple) for each of the six held-out triples, and "heldout_mirror"
+    and "heldout_center": the held-out triples a flip can synthesise from training ones, and the others.
+    """
     scores = {}
     for name, dataset in (("iid", splits.test_iid), ("heldout", splits.test_heldout)):
-        result = evaluate(model, dataset)
-        scores[name] = result["overall"]
-        scores.update({f"{name}_{key}": value for key, value in result.items() if key not in ("overall", "n")})
-    return scores
+        answers = answer_questions(model, dataset)
+        right = np.array([a == list(t) for a, t in zip(answers, dataset.answers)])  # (N,)
+        scores[name] = right.mean()
+        for q, question_type in enumerate(QUESTION_TYPES):
+            scores[f"{name}_{question_type}"] = right[dataset.question_types.numpy() == q].mean()
+        if name == "heldout":
+            triples = list(zip(dataset.colors.tolist(), dataset.shapes.tolist(), dataset.positions.tolist()))
+            for config in HELD_OUT_CONFIGS:
+                mask = np.array([t == config for t in triples])
+                scores[f"heldout@{triple_name(config)}"] = right[mask].mean() if mask.any() else float("nan")
+            reachable = np.array([t in FLIP_REACHABLE for t in triples])
+            scores["heldout_mirror"] = right[reachable].mean() if reachable.any() else float("nan")
+            scores["heldout_center"] = right[~reachable].mean() if (~reachable).any() else float("nan")
+    return {key: float(value) for key, value in scores.items()}
 
 
 @torch.no_grad()
 def caption_scores(model: MultimodalModel, dataset) -> dict[str, float]:
-    """How well the model still captions: loss on the caption words, and greedy "<color> <shape>" exact match.
+    """Captioning on the caption instruction: greedy exact match, and the loss on the two caption words.
 
-    caption_loss is the mean next-token loss (nats) of the color and shape words after
-    "<start>", teacher-forced. The caption's <end> is left out on purpose: stage 2 trains
-    "<end> after a color or shape word" in every answer, so it would hide the forgetting.
+    Our vocabulary has no word for "describe": the caption instruction is the empty question,
+    "<start>" alone, exactly as captions were asked for in stage 0's text and in stage 1.
+    caption_loss is the mean teacher-forced loss (nats) of the color and shape words; the
+    caption's <end> is left out, because stage 2 trains "<end> after a color or shape word".
     """
     images, input_ids, labels = caption_tensors(dataset)
     device = next(model.parameters()).device
     logits = model(images.to(device), input_ids.to(device))[:, model.num_patches:]  # (N, 3, V)
-    words = labels[:, :2].to(device)  # (N, 2): the color and shape targets
-    loss = masked_mean_nll(logits[:, :2], words).item()
+    loss = masked_mean_nll(logits[:, :2], labels[:, :2].to(device)).item()
     generated = generate(model, images, torch.full((len(images), 1), START), max_new_tokens=3)
-    accuracy = float(np.mean([g == c for g, c in zip(generated, dataset.captions)]))
+    accuracy = float(np.mean([g == list(c) for g, c in zip(generated, dataset.captions)]))
     return {"caption_loss": loss, "caption_acc": accuracy}
-
-
-def lm_drift(model: MultimodalModel, reference: MultimodalModel) -> float:
-    """||w - w_ref|| / ||w_ref|| over all language-model weights: how far stage 2 moved the LM."""
-    now = torch.cat([p.detach().flatten() for p in model.language_model.parameters()])
-    before = torch.cat([p.detach().flatten() for p in reference.language_model.parameters()])
-    return ((now - before).norm() / before.norm()).item()
 
 
 def coverage(dataset: ShapesDataset) -> int:
@@ -203,27 +191,26 @@ def coverage(dataset: ShapesDataset) -> int:
 def mirrored(config: tuple[int, int, int]) -> tuple[int, int, int]:
     """The (color, shape, position) triple a horizontal flip turns `config` into."""
     c, s, p = config
-    swap = {"top-left": "top-right", "top-right": "top-left", "bottom-left": "bottom-right",
-            "bottom-right": "bottom-left", "center": "center"}
-    return (c, s, POSITIONS.index(swap[POSITIONS[p]]))
+    return (c, s, POSITIONS.index(HFLIP_POSITION[POSITIONS[p]]))
 
 
 # Held-out triples that are the mirror image of a training triple: a flip can synthesise them.
 FLIP_REACHABLE = tuple(c for c in HELD_OUT_CONFIGS if mirrored(c) in TRAIN_CONFIGS)
 
 
-def split_by_configs(dataset: ShapesDataset, configs: Sequence[tuple[int, int, int]]) -> tuple[ShapesDataset, ShapesDataset]:
-    """(samples whose triple is in `configs`, the others)."""
-    inside = torch.tensor([t in set(configs) for t in zip(dataset.colors.tolist(), dataset.shapes.tolist(),
-                                                          dataset.positions.tolist())])
-    return dataset.subset(inside.nonzero().flatten()), dataset.subset((~inside).nonzero().flatten())
+# -- experiment 1: skip stage 1? ---------------------------------------------------------------
 
+SKIP_ARMS = ("two-stage", "two-stage, n captions", "stage 2 only")
 
-# -- the experiments ---------------------------------------------------------------------------
 
 @_threaded
-def run_data_sweep(cfg: ExperimentConfig, sizes: Sequence[int]) -> list[dict]:
-    """Two-stage vs stage 2 only (same total steps) for each stage-2 data size -> one row per model."""
+def run_skip_stage1(cfg: ExperimentConfig, sizes: Sequence[int]) -> list[dict]:
+    """Three arms at equal total steps (stage1_steps + stage2_steps) for each stage-2 size n -> one row per model.
+
+    two-stage: stage 1 on all n_captions captions, then stage 2 on n examples.
+    two-stage, n captions: stage 1 on the captions of the same n images only, then stage 2.
+    stage 2 only: every step on the n instruction examples.
+    """
     if max(sizes) > cfg.n_captions:
         raise ValueError(f"stage-2 sizes must be at most n_captions={cfg.n_captions}, got {max(sizes)}")
     rows = []
@@ -231,33 +218,136 @@ def run_data_sweep(cfg: ExperimentConfig, sizes: Sequence[int]) -> list[dict]:
         splits = splits_for(cfg, seed)
         aligned = aligned_model(cfg, seed)
         for n in sizes:
-            data = splits.train.subset(range(n))  # nested: the 60 are among the 150, and so on
-            two_stage = copy.deepcopy(aligned)
-            run_stage2(two_stage, data, cfg, seed)
-            rows.append({"seed": seed, "n": n, "arm": "two-stage", **qa_scores(two_stage, splits)})
-            direct = new_model(cfg, seed)  # the same initial weights as `aligned` had
-            run_stage2(direct, data, cfg, seed, steps=cfg.stage1_steps + cfg.stage2_steps)
-            rows.append({"seed": seed, "n": n, "arm": "stage 2 only", **qa_scores(direct, splits)})
+            data = splits.train.subset(range(n))  # nested: the 30 are among the 150
+            models = {"two-stage": copy.deepcopy(aligned), "two-stage, n captions": new_model(cfg, seed),
+                      "stage 2 only": new_model(cfg, seed)}  # all three from the same initial weights
+            run_stage1(models["two-stage, n captions"], data, cfg, seed)
+            run_stage2(models["two-stage"], data, cfg, seed)
+            run_stage2(models["two-stage, n captions"], data, cfg, seed)
+            run_stage2(models["stage 2 only"], data, cfg, seed, steps=cfg.stage1_steps + cfg.stage2_steps)
+            rows += [{"seed": seed, "n": n, "arm": arm, **qa_scores(model, splits)} for arm, model in models.items()]
     return rows
+
+
+# -- experiment 3: forgetting ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ForgettingArm:
+    """One way to run stage 2: its learning rate, what is mixed into its data, and whether the LM trains."""
+
+    lr: float = RECIPE.stage2_lr
+    replay: str | None = None  # None, "text" (pretraining text) or "captions" (stage-1 captions)
+    frozen_lm: bool = False  # True: stage 2 trains only the projector
+
+
+class _WithText(nn.Module):
+    """A MultimodalModel that also reads text-only samples, so train.fit can mix them into stage 2.
+
+    fit indexes its "images" argument by batch; here that argument holds row numbers: a row below
+    len(images) is an image sample, the others are text samples whose scene in words (one word
+    slot per patch, as in stage 0) stands where the projected image would.
+    """
+
+    def __init__(self, model: MultimodalModel, images: torch.Tensor, scenes: torch.Tensor):
+        super().__init__()
+        if scenes.shape[1] != model.num_patches:
+            raise ValueError(f"scenes have {scenes.shape[1]} word slots but the model reads {model.num_patches} patches")
+        device = next(model.parameters()).device
+        self.model, self.images, self.scenes = model, images.to(device), scenes.to(device)
+        self.num_patches = model.num_patches
+
+    def forward(self, rows: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
+        n = len(self.images)
+        lm = self.model.language_model
+        visual = self.model.encode_images(self.images[rows.clamp(max=n - 1)])  # (B, N, C)
+        words = lm.token_embedding(self.scenes[(rows - n).clamp(min=0)])  # (B, N, C)
+        prefix = torch.where((rows < n)[:, None, None], visual, words)
+        return lm(torch.cat([prefix, lm.token_embedding(input_ids)], dim=1))  # (B, N + L, V)
+
+
+def _pad_cat(parts: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stack (input_ids, labels) pairs of different lengths, padding with PAD and IGNORE_INDEX."""
+    length = max(ids.shape[1] for ids, _ in parts)
+    ids = torch.cat([nn.functional.pad(i, (0, length - i.shape[1]), value=PAD) for i, _ in parts])
+    labels = torch.cat([nn.functional.pad(l, (0, length - l.shape[1]), value=IGNORE_INDEX) for _, l in parts])
+    return ids, labels
+
+
+def heldout_text(cfg: ExperimentConfig, n: int = 256) -> TextCorpus:
+    """Pretraining-style text the LM never trained on (stage 0 used seed 42's samples): its "knowledge" test."""
+    return make_text_corpus(n, image_size=cfg.image_size, seed=10_000 + cfg.stage0_seed)
+
+
+def replay_text(cfg: ExperimentConfig, n: int, seed: int) -> TextCorpus:
+    """n samples of the pretraining corpus to mix into stage 2 (other samples than the held-out text)."""
+    return make_text_corpus(n, image_size=cfg.image_size, seed=20_000 + seed)
+
+
+def _stage2_data(arm: ForgettingArm, model: MultimodalModel, data: ShapesDataset, pool: ShapesDataset,
+                 cfg: ExperimentConfig, seed: int) -> tuple[nn.Module, tuple]:
+    """(module to train, its fit tensors) for one arm: the n examples plus as many replay samples, if any."""
+    images, ids, labels = instruction_tensors(data)
+    if arm.replay is None:
+        return model, (images, ids, labels)
+    if arm.replay == "captions":  # the captions of other stage-1 images
+        cap_images, cap_ids, cap_labels = caption_tensors(pool.subset(range(len(pool) - len(data), len(pool))))
+        return model, (torch.cat([images, cap_images]), *_pad_cat([(ids, labels), (cap_ids, cap_labels)]))
+    if arm.replay == "text":
+        text = replay_text(cfg, len(data), seed)
+        rows = torch.arange(len(data) + len(text))
+        return _WithText(model, images, text.scenes), (rows, *_pad_cat([(ids, labels), (text.input_ids, text.labels)]))
+    raise ValueError(f"replay must be None, 'text' or 'captions', got {arm.replay!r}")
+
+
+@torch.no_grad()
+def _task_accuracy(model: MultimodalModel, dataset: ShapesDataset) -> float:
+    answers = answer_questions(model, dataset)
+    return float(np.mean([a == list(t) for a, t in zip(answers, dataset.answers)]))
+
+
+def knowledge(model: MultimodalModel, splits, text: TextCorpus) -> dict[str, float]:
+    """What the pretrained LM and stage 1 knew: text loss on held-out pretraining text, and captioning."""
+    return {"text_loss": text_loss(model.language_model, text), **caption_scores(model, splits.test_iid)}
 
 
 @_threaded
-def run_forgetting(cfg: ExperimentConfig, lrs: Sequence[float], n: int) -> list[dict]:
-    """Stage 1, then stage 2 on n samples at each learning rate: captioning, LM drift and QA accuracy -> rows."""
+def run_forgetting(cfg: ExperimentConfig, arms: dict[str, ForgettingArm], n: int, target: float = 0.85,
+                   check_every: int = 10, max_steps: int = 60) -> list[dict]:
+    """Stage 2 from each seed's stage-1 weights, per arm, until it answers `target` of a validation set right.
+
+    Every `check_every` steps the model answers 48 validation questions (fresh IID images); it stops
+    at the first check at or above `target` (or at max_steps), so arms are compared at equal task
+    accuracy, not at equal steps. Each chunk is one call of train.fit, so Adam's running averages
+    restart every check_every steps, the same in every arm. Rows: one "after stage 1" row per seed,
+    then one per arm with the steps it took, its accuracies, text loss and captioning.
+    """
+    if n > cfg.n_captions // 2:
+        raise ValueError(f"n must be at most n_captions // 2 = {cfg.n_captions // 2} (the rest is the replay pool)")
+    text = heldout_text(cfg)
     rows = []
     for seed in cfg.seeds:
         splits = splits_for(cfg, seed)
-        before = new_model(cfg, seed)  # stage-0 parts (or random ones) and a fresh projector
-        rows.append({"seed": seed, "lr": 0.0, "arm": "before stage 1", **caption_scores(before, splits.test_iid)})
+        validation = make_splits(1, 48, 1, image_size=cfg.image_size, seed=50_000 + seed).test_iid
         aligned = aligned_model(cfg, seed)
-        rows.append({"seed": seed, "lr": 0.0, "arm": "after stage 1", **caption_scores(aligned, splits.test_iid)})
-        for lr in lrs:
+        rows.append({"seed": seed, "arm": "after stage 1", "steps": 0, **knowledge(aligned, splits, text)})
+        data = splits.train.subset(range(n))
+        for name, arm in arms.items():
             model = copy.deepcopy(aligned)
-            run_stage2(model, splits.train.subset(range(n)), cfg, seed, lr=lr)
-            rows.append({"seed": seed, "lr": lr, "arm": "after stage 2", **caption_scores(model, splits.test_iid),
-                         "lm_drift": lm_drift(model, aligned), **qa_scores(model, splits)})
+            set_stage(model, 1 if arm.frozen_lm else 2)
+            module, tensors = _stage2_data(arm, model, data, splits.train, cfg, seed)
+            generator = torch.Generator().manual_seed(seed + 1)
+            steps, accuracy = 0, _task_accuracy(model, validation)
+            while accuracy < target and steps < max_steps:
+                fit(module, *tensors, None, RECIPE.batch_size, arm.lr, steps=check_every, generator=generator,
+                    progress=False)
+                steps += check_every
+                accuracy = _task_accuracy(model, validation)
+            rows.append({"seed": seed, "arm": name, "steps": steps, "validation": accuracy,
+                         **knowledge(model, splits, text)})
     return rows
 
+
+# -- experiment 4: augmentation ----------------------------------------------------------------
 
 def augment_with_example(dataset: ShapesDataset, example_fn: Callable) -> ShapesDataset:
     """Apply a per-image augmentation example_fn(image, position) -> (image, position) to every sample."""
@@ -270,46 +360,33 @@ def augment_with_example(dataset: ShapesDataset, example_fn: Callable) -> Shapes
                          torch.tensor(positions), dataset.question_types.clone())
 
 
-def without_color_questions(dataset: ShapesDataset) -> ShapesDataset:
-    """The samples whose question is not "what color ?"."""
-    return dataset.subset((dataset.question_types != QUESTION_TYPES.index("color")).nonzero().flatten())
+Arm = Callable[[ShapesDataset], ShapesDataset]  # the n originals -> stage-2 training set
 
 
-Arm = Callable[[ShapesDataset, int], ShapesDataset]  # (the n originals, seed) -> stage-2 training set
-
-
-def augmentation_arms(example_fn: Callable, jitter_strength: float = 1.0) -> dict[str, Arm]:
-    """The stage-2 training sets of the augmentation experiment: the originals plus an augmented copy (or not).
+def augmentation_arms(example_fn: Callable) -> dict[str, Arm]:
+    """The stage-2 training sets of the augmentation experiment: the originals plus a flipped copy (or not).
 
     example_fn(image, position) -> (image, position) is the flip under test (the student's hflip_example).
     """
-    def jitter(data: ShapesDataset, seed: int) -> ShapesDataset:
-        return jitter_dataset(data, jitter_strength, seed)
-
     return {
-        "none": lambda data, seed: data,
-        "flip, swap": lambda data, seed: ShapesDataset.concat([data, augment_with_example(data, example_fn)]),
-        "flip, no swap": lambda data, seed: ShapesDataset.concat([data, hflip_dataset(data, swap_labels=False)]),
-        "hue jitter": lambda data, seed: ShapesDataset.concat([data, jitter(data, seed)]),
-        "hue jitter, no color Qs": lambda data, seed: ShapesDataset.concat([data, jitter(without_color_questions(data), seed)]),
+        "none": lambda data: data,
+        "flip, swap": lambda data: ShapesDataset.concat([data, augment_with_example(data, example_fn)]),
+        "flip, no swap": lambda data: ShapesDataset.concat([data, hflip_dataset(data, swap_labels=False)]),
     }
 
 
 @_threaded
-def run_augmentation(cfg: ExperimentConfig, arms: dict[str, Callable], n: int) -> list[dict]:
+def run_augmentation(cfg: ExperimentConfig, arms: dict[str, Arm], n: int) -> list[dict]:
     """Stage 1, then stage 2 on each arm's version of the same n samples, at equal steps -> rows."""
     rows = []
     for seed in cfg.seeds:
         splits = splits_for(cfg, seed)
-        reachable, unreachable = split_by_configs(splits.test_heldout, FLIP_REACHABLE)
         aligned = aligned_model(cfg, seed)
         data = splits.train.subset(range(n))
         for arm, build in arms.items():
             model = copy.deepcopy(aligned)
-            run_stage2(model, build(data, seed), cfg, seed)
-            rows.append({"seed": seed, "arm": arm, **qa_scores(model, splits),
-                         "heldout_mirror": evaluate(model, reachable)["overall"],
-                         "heldout_center": evaluate(model, unreachable)["overall"]})
+            run_stage2(model, build(data), cfg, seed)
+            rows.append({"seed": seed, "arm": arm, **qa_scores(model, splits)})
     return rows
 
 
@@ -328,24 +405,27 @@ def table(rows: Sequence[dict], metric: str, x_key: str, x_values: Sequence, **w
     return out
 
 
-def summary(values: np.ndarray, percent: bool = True) -> str:
-    """'93.3% (90.0-96.7)' for fractions, '4.52 (4.10-4.98)' otherwise: the mean over seeds and the min-max range."""
-    values = np.asarray(values, dtype=float)
-    if percent:
-        return f"{100 * values.mean():.1f}% ({100 * values.min():.1f}-{100 * values.max():.1f})"
-    return f"{values.mean():.3g} ({values.min():.3g}-{values.max():.3g})"
+def column(rows: Sequence[dict], metric: str, **where) -> np.ndarray:
+    """One value of `metric` per seed (sorted by seed) for the rows matching `where`."""
+    chosen = sorted((r for r in rows if all(r.get(k) == v for k, v in where.items())), key=lambda r: r["seed"])
+    if not chosen:
+        raise KeyError(f"no row matches {where}")
+    if len({r["seed"] for r in chosen}) != len(chosen):
+        raise KeyError(f"several rows per seed match {where}: add a condition")
+    return np.array([r[metric] for r in chosen], dtype=float)
 
 
-def format_table(rows: Sequence[dict], x_key: str, x_values: Sequence, columns: Sequence[tuple[str, str, dict]],
-                 percent: bool | Sequence[bool] = True) -> str:
-    """A text table, one line per x value and one column (title, metric, where) each: mean (min-max) over seeds."""
+def interval_table(rows: Sequence[dict], by: str, values: Sequence, columns: Sequence[tuple[str, str]],
+                   percent: bool | Sequence[bool] = True, **where) -> str:
+    """A text table: a line per value of `by` (an arm, a size), a column (title, metric) each: mean [95 % interval]."""
+    from .stats import describe  # here, not at the top: stats is only needed for printing
+
     percents = [percent] * len(columns) if isinstance(percent, bool) else list(percent)
-    cells = [[summary(table(rows, metric, x_key, x_values, **where)[:, j], pct)
-              for (_, metric, where), pct in zip(columns, percents)] for j in range(len(x_values))]
-    widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _, _) in enumerate(columns)]
-    x_width = max(len(x_key), *(len(f"{x:g}" if isinstance(x, float) else str(x)) for x in x_values))
-    lines = [f"{x_key:>{x_width}}  " + "  ".join(f"{t:>{w}}" for (t, _, _), w in zip(columns, widths))]
-    for x, line in zip(x_values, cells):
-        label = f"{x:g}" if isinstance(x, float) else str(x)
-        lines.append(f"{label:>{x_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(line, widths)))
+    cells = [[describe(column(rows, metric, **{by: v}, **where), percent=pct, digits=1 if pct else 3)
+              for (_, metric), pct in zip(columns, percents)] for v in values]
+    labels = [str(v) for v in values]
+    widths = [max(len(title), *(len(line[i]) for line in cells)) for i, (title, _) in enumerate(columns)]
+    first = max(len(by), *(len(label) for label in labels))
+    lines = [f"{by:<{first}}  " + "  ".join(f"{t:>{w}}" for (t, _), w in zip(columns, widths))]
+    lines += [f"{label:<{first}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(line, widths)) for label, line in zip(labels, cells)]
     return "\n".join(lines)
