@@ -15,6 +15,13 @@ c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
 c.CourseDirectory.course_id = "llava-shapes"
 c.CourseDirectory.source_directory = "solutions"
 c.CourseDirectory.release_directory = "notebooks"
+# The gradebook, for formgrader and `tutor` alike (`tutor grade --db URL` overrides it for one run).
+# Default: SQLite gradebook.db in this folder. For several graders sharing one database, e.g.
+# c.CourseDirectory.db_url = "postgresql://grader@dbhost/llava"   (pip install -e ".[postgres]")
+
+# Late submissions: `tutor collect` writes each submission's upload time to timestamp.txt; set a due
+# date per assignment in formgrader (Manage Assignments) and choose a penalty, e.g.
+# c.LateSubmissionPlugin.penalty_method = "zero"   (nbgrader's default, "none", never deducts)
 
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
@@ -25,9 +32,6 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.Execute.timeout = 120
 c.ExecutePreprocessor.timeout = 120
 c.GuardedExecute.interrupt_grace = 10
-
-# A submission whose graded cells were deleted gets them back from the gradebook.
-c.OverwriteCells.add_missing_cells = True
 
 # Output limits: lines per cell and traceback lines (nbgrader), characters per cell while it runs
 # (GuardedExecute: an endless print loop cannot fill the grader's memory).

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -27,21 +26,22 @@ def make_course(folder: Path, solutions: Path = FIXTURE / "solutions", assignmen
                 cell_timeout: int = CELL_TIMEOUT) -> Path:
     """A course folder: the repository's nbgrader_config.py (with short limits), solutions/ and fresh notebooks/."""
     from tutor_lib.course import generate_releases
+    from tutor_lib.grading.gradebook import resolve_db_url
 
     folder.mkdir(parents=True, exist_ok=True)
     config = (ROOT / "nbgrader_config.py").read_text(encoding="utf-8") + TEST_LIMITS.format(cell=cell_timeout)
     (folder / "nbgrader_config.py").write_text(config, encoding="utf-8")
     for name in assignments or sorted(p.name for p in solutions.iterdir() if p.is_dir()):
         shutil.copytree(solutions / name, folder / "solutions" / name)
-    generate_releases(folder, use_db=True)
+    generate_releases(folder, db_url=resolve_db_url(folder))
     return folder
 
 
 def tutor(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     """Run the `tutor` command line as an instructor would, from the course folder."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    return subprocess.run([sys.executable, "-m", "tutor_lib", *args], cwd=cwd, env=env, capture_output=True,
+    from tutor_lib.course import venv_env
+
+    return subprocess.run([sys.executable, "-m", "tutor_lib", *args], cwd=cwd, env=venv_env(), capture_output=True,
                           text=True, timeout=timeout)
 
 

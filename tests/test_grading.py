@@ -46,6 +46,19 @@ SWALLOW = '''while True:
         pass  # the grader's interrupt is swallowed'''
 
 
+LEAK_PROBE = '''import linecache, sys
+
+def token_nll(logits, targets):
+    """Right, but it prints the code of its callers (the hidden tests among them) backwards."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        print("".join(linecache.getline(code.co_filename, n) for n in range(1, 60))[::-1])
+        frame = frame.f_back
+    log_probs = logits - logits.logsumexp(dim=-1, keepdim=True)
+    return -log_probs.gather(-1, targets.unsqueeze(-1)).squeeze(-1)'''
+
+
 def _tampered_metadata(course):
     nb = solved(course, A, token_nll=TOKEN_WRONG, masked_mean_nll=MASKED_OWN)
     test = next(c for c in nb["cells"] if c["id"] == TOKEN)
@@ -97,6 +110,8 @@ CASES = {
                                               "(lambda token_nll: None).__code__", masked_mean_nll=MASKED_OWN),
             "graded", {TOKEN: 0, MASKED: 3}, ["review by hand: cell token_nll uses __code__"]),
     "sybil": (_tampered_metadata, "graded", {TOKEN: 0, MASKED: 3}, ["reset the grading metadata of cell test_token_nll"]),
+    "xavier": (lambda c: solved(c, A, token_nll=LEAK_PROBE), "graded", {TOKEN: 2, MASKED: 3},
+               ["review by hand: cell token_nll uses _getframe", "review by hand: cell token_nll imports linecache"]),
 }
 
 
@@ -151,11 +166,16 @@ def test_other_outcomes(batch):
     assert f"graded {len(found)} notebooks" in proc.stdout and "not graded" in proc.stdout
 
 
-def test_huge_output_is_capped(batch):
+def test_huge_output_is_capped_and_keeps_its_first_lines(batch):
     course = batch[0]
     autograded = course / "autograded" / "leo" / A / f"{A}.ipynb"
     assert autograded.stat().st_size < 1_000_000
-    assert "output truncated by the grader" in autograded.read_text()
+    demo = next(c for c in load(autograded)["cells"] if c["id"] == "demo_train")
+    text = "".join("".join(o.get("text", "")) for o in demo["outputs"])
+    assert text.startswith("0 xxxxx") and "\n1 xxxxx" in text, text[:200]  # the first lines, then a truncation note
+    assert "Output truncated" in text or "output truncated by the grader" in text
+    feedback = _visible_text(course / "feedback" / "leo" / A / f"{A}.html")
+    assert "0 xxxxx" in feedback and "truncated" in feedback
 
 
 def test_quick_mode_for_demo_training(batch):
@@ -228,7 +248,7 @@ def test_regrading_one_student_keeps_the_others(batch):
     before = (course / "feedback" / "bob" / A / f"{A}.html").stat().st_mtime_ns
     proc = tutor("grade", "--student", "alice", "--assignment", A, "--no-progress", cwd=course)
     assert proc.returncode == 0, proc.stderr
-    assert "graded 1 notebooks" in proc.stdout
+    assert "graded 1 notebook in" in proc.stdout and "with 1 worker:" in proc.stdout
     assert (course / "grades.json").read_bytes() == first_json
     assert (course / "grades.csv").read_bytes() == first_csv
     assert (course / "feedback" / "bob" / A / f"{A}.html").stat().st_mtime_ns == before
@@ -245,18 +265,40 @@ def test_another_gradebook_url(batch):
     assert (course / "grades.json").read_bytes() == batch[2]  # the other rows came from the course gradebook
 
 
+def _needs_manual_grade(course, cell: str, student: str) -> bool:
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        return gb.find_grade(cell, "fx2_short", "fx2_short", student).needs_manual_grade
+
+
 def test_manual_scores_survive_a_regrade(batch):
+    """The same answers regraded: the manual score stands, and formgrader and grades.csv agree that nothing
+    is left to grade. Changed answers: both list the written answer for review again, and a note says why."""
     from nbgrader.api import Gradebook
 
     course = batch[0]
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
-        gb.find_grade("why_double", "fx2_short", "fx2_short", "alice").manual_score = 1.0  # as formgrader does
+        grade = gb.find_grade("why_double", "fx2_short", "fx2_short", "alice")
+        grade.manual_score, grade.needs_manual_grade = 1.0, False  # as formgrader does
         gb.db.commit()
     proc = tutor("grade", "--student", "alice", "--assignment", "fx2_short", "--no-progress", cwd=course)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     entry = entries(course)[("alice", "fx2_short")]
     assert points(entry) == {"test_double": 1, "why_double": 1} and entry["total"] == 2, (entry, proc.stdout)
-    assert entry["needs_manual_grading"] == [], entry
+    assert entry["needs_manual_grading"] == [] and entry["notes"] == [], entry
+    assert not _needs_manual_grade(course, "why_double", "alice"), "formgrader would list it as needing grading"
+
+    changed = solved(course, "fx2_short")
+    answer = next(c for c in changed["cells"] if c["id"] == "why_double")
+    answer["source"] = "Because doubling is adding a number to itself, as I now explain differently."
+    submit(course, "alice", "fx2_short", changed)
+    proc = tutor("grade", "--student", "alice", "--assignment", "fx2_short", "--no-progress", cwd=course)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    entry = entries(course)[("alice", "fx2_short")]
+    assert points(entry)["why_double"] == 1 and entry["needs_manual_grading"] == ["why_double"], entry
+    assert entry["notes"] == ["the answers changed since they were graded by hand: review why_double in formgrader"]
+    assert _needs_manual_grade(course, "why_double", "alice")
 
 
 def test_whole_notebook_timeout_stops_it_and_leaves_no_process(batch):
@@ -280,3 +322,60 @@ def test_whole_notebook_timeout_stops_it_and_leaves_no_process(batch):
         except psutil.Error:
             continue
     assert not leftovers, leftovers
+
+
+@pytest.fixture(scope="module")
+def two_graders(tmp_path_factory):
+    """Two grading machines (course folders with the same submissions) sharing one gradebook in their config."""
+    base = tmp_path_factory.mktemp("graders")
+    shared = f"sqlite:///{base / 'shared.db'}"
+    folders = []
+    for name in ("first", "second"):
+        folder = make_course(base / name)
+        with (folder / "nbgrader_config.py").open("a") as config:
+            config.write(f"\nc.CourseDirectory.db_url = {shared!r}\n")  # one setting for formgrader and tutor
+        submit(folder, "yan", A, solved(folder, A))
+        submit(folder, "zoe", A, solved(folder, A, token_nll=TOKEN_WRONG, masked_mean_nll=MASKED_OWN))
+        folders.append(folder)
+    return base, shared, folders
+
+
+def test_several_graders_sharing_one_gradebook(two_graders):
+    base, shared, (first, second) = two_graders
+    for folder, student in ((first, "yan"), (second, "zoe")):
+        proc = tutor("grade", "--student", student, "--no-progress", cwd=folder)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert not (first / "gradebook.db").exists() and not (second / "gradebook.db").exists()
+    expected = {("yan", A): 5, ("zoe", A): 3}
+    # Each folder's report shows the other grader's student as graded, from the gradebook.
+    assert {k: e["total"] for k, e in entries(second).items()} == expected
+    assert entries(second)[("yan", A)]["status"] == "graded"
+    proc = tutor("report", "--output", str(base / "merged"), cwd=first)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 submissions of 2 students: 2 graded, 0 not graded" in proc.stdout
+    merged = {(e["student"], e["assignment"]): e for e in load(base / "merged" / "grades.json")["grades"]}
+    assert {k: e["total"] for k, e in merged.items()} == expected
+    assert points(merged[("zoe", A)]) == {TOKEN: 0, MASKED: 3}
+
+
+def test_late_submissions_get_nbgrader_penalties(two_graders):
+    """tutor collect's timestamp.txt against a due date set in the gradebook (as formgrader does)."""
+    import datetime as dt
+
+    from nbgrader.api import Gradebook
+
+    base, shared, (first, _) = two_graders
+    with Gradebook(shared) as gb:
+        gb.update_or_create_assignment(A, duedate=dt.datetime(2026, 1, 1, 12, 0))
+    with (first / "nbgrader_config.py").open("a") as config:
+        config.write('\nc.LateSubmissionPlugin.penalty_method = "zero"\n')
+    for student, when in (("early", "2026-01-01 11:00:00 UTC"), ("late", "2026-01-02 18:00:00 UTC")):
+        submit(first, student, A, solved(first, A))
+        (first / "submitted" / student / A / "timestamp.txt").write_text(when + "\n")
+    (first / "submitted" / "late" / A / "lms-late").write_text("late_LATE_1_fx1_loss.ipynb\n")
+    proc = tutor("grade", "--student", "early", "--student", "late", "--no-progress", cwd=first)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    early, late = entries(first)[("early", A)], entries(first)[("late", A)]
+    assert early["total"] == 5 and early["late_penalty"] == 0 and early["notes"] == [], early
+    assert late["total"] == 0 and late["late_penalty"] == 5, late
+    assert late["notes"] == ["submitted 30.0 h after the due date (late penalty 5)", "the LMS marked it LATE"], late

@@ -179,9 +179,9 @@ def test_code_that_tampers_with_the_checks_is_flagged():
 # -- nbgrader configuration: stderr allowance and feedback --------------------------------------------
 
 def _config():
-    from tutor_lib.grading.gradebook import load_config
+    from tutor_lib.course import load_config
 
-    return load_config(ROOT / "nbgrader_config.py", ROOT, "sqlite://")
+    return load_config(ROOT, "sqlite://")
 
 
 LIBRARY_WARNING = ("/usr/lib/python3/site-packages/torch/nn/modules/module.py:1234: UserWarning: "
@@ -210,7 +210,7 @@ def test_only_library_warnings_may_write_to_stderr(stderr, allowed):
 def test_limits_are_configured():
     config = _config()
     assert config.Execute.timeout == config.ExecutePreprocessor.timeout > 0
-    assert config.OverwriteCells.add_missing_cells is True
+    assert "add_missing_cells" not in config.OverwriteCells  # preflight.restore_cells puts deleted cells back
     assert config.LimitOutput.max_lines > 0 and config.GuardedExecute.max_output_chars > 0
     assert "tutor_lib.grading.preprocessors.HideHiddenTests" in config.GenerateFeedback.preprocessors
 
@@ -219,7 +219,9 @@ def test_feedback_hides_hidden_tests_everywhere():
     from tutor_lib.grading.preprocessors import HideHiddenTests
 
     secret = "assert secret_function(12345) == 67890"
-    test = new_code_cell(f"check(f)\n### BEGIN HIDDEN TESTS\n{secret}\n### END HIDDEN TESTS", outputs=[
+    grade = {"nbgrader": {"grade": True, "grade_id": "test_f", "locked": True, "points": 1, "schema_version": 3,
+                          "solution": False, "task": False}}
+    test = new_code_cell(f"check(f)\n### BEGIN HIDDEN TESTS\n{secret}\n### END HIDDEN TESTS", metadata=grade, outputs=[
         new_output("error", ename="AssertionError", evalue="case 3 failed",
                    traceback=["Traceback", f"----> 3 {secret}", "AssertionError: case 3 failed"])])
     snoop = new_code_cell("print(In)", outputs=[new_output("stream", name="stdout", text=f"['', 'check(f)\\n{secret}']")])
@@ -304,59 +306,194 @@ def test_release_without_gradebook_touches_no_gradebook(tmp_path):
     assert not list(course.rglob("*.db")) and not list(tmp_path.rglob("gradebook.db"))
 
 
-def test_worker_kill_is_safe_from_two_threads(monkeypatch):
-    """The serving thread's close() and the parent's clean-up may kill the same worker at once."""
-    import subprocess
+# A stand-in for the worker: argv[1] says what to do; "family" starts a child that would outlive it.
+FAKE_WORKER = """
+import subprocess, sys, time
+what = open(sys.argv[1]).read()
+if what == "family":
+    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    time.sleep(60)
+elif what == "crash":
+    sys.exit(3)
+"""
+
+
+def test_grading_processes_done_crashed_timed_out_and_stopped(tmp_path, monkeypatch):
     import sys
-    import threading
     import time
+
+    import psutil
 
     from tutor_lib.grading import pool
 
-    real_kill_tree = pool.kill_tree
+    monkeypatch.setattr(pool, "WORKER", [sys.executable, "-c", FAKE_WORKER])
+    jobs = [_write(tmp_path / f"{what}.job", what) for what in ("done", "crash", "family")]
+    started = time.monotonic()
+    with (tmp_path / "log").open("ab") as log:
+        outcomes = dict(pool.run_jobs(jobs, workers=3, timeout=3, log=log))
+    assert outcomes == {0: "done", 1: "crashed", 2: "timeout"}
+    assert time.monotonic() - started < 30
 
-    def slow_kill_tree(pid):  # widen the window in which a second kill() used to find proc set
-        time.sleep(0.2)
-        real_kill_tree(pid)
+    def sleepers():
+        return [p for p in psutil.process_iter(["cmdline"]) if "import time; time.sleep(60)" in " ".join(p.info["cmdline"] or [])]
 
-    monkeypatch.setattr(pool, "kill_tree", slow_kill_tree)
-    worker = pool.WorkerProcess(env=None, log=None)
-    worker.proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"], start_new_session=True)
-    errors = []
+    assert not sleepers(), "the timed-out job's child was not killed"
+    # Ctrl-C while jobs run: every running grading process and its children die.
+    deadline = time.monotonic() + 30
 
-    def kill():
-        try:
-            worker.kill()
-        except Exception as error:  # the bug this guards against was an AttributeError here
-            errors.append(error)
+    def interrupted_wait(*args, **kwargs):
+        while len(sleepers()) < 4 and time.monotonic() < deadline:  # two workers, each with its child
+            time.sleep(0.2)
+        raise KeyboardInterrupt
 
-    threads = [threading.Thread(target=kill) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert errors == [] and worker.proc is None
+    monkeypatch.setattr(pool, "wait", interrupted_wait)
+    with (tmp_path / "log").open("ab") as log, pytest.raises(KeyboardInterrupt):
+        list(pool.run_jobs([jobs[2], jobs[2]], workers=2, timeout=60, log=log))
+    assert time.monotonic() < deadline, "the jobs never started"
+    time.sleep(0.5)
+    assert not sleepers()
 
 
-class _FlakyKernelAPI:
-    """An nbgrader API stand-in whose first autograde calls fail as a kernel that died while starting."""
+class _FlakyKernelStart:
+    """nbgrader's Execute.preprocess, failing as a kernel that died while starting for the first `failures` calls."""
 
-    def __init__(self, failures: int, error: str = "RuntimeError: Kernel died before replying to kernel_info"):
+    def __init__(self, failures: int, error: str = "Kernel died before replying to kernel_info"):
         self.failures, self.error, self.calls = failures, error, 0
 
-    def autograde(self, assignment, student, force, create):
+    def __call__(self, processor, nb, resources=None, km=None):
         self.calls += 1
         if self.calls <= self.failures:
-            return {"success": False, "error": self.error, "log": ""}
-        return {"success": True, "error": None, "log": ""}
+            raise RuntimeError(self.error)
+        return nb, resources
 
 
-def test_a_kernel_that_dies_while_starting_is_tried_again():
-    from tutor_lib.grading.worker import KERNEL_START_TRIES, autograde
+def test_a_kernel_that_dies_while_starting_is_tried_again(monkeypatch):
+    from nbgrader.preprocessors import Execute
 
-    api = _FlakyKernelAPI(failures=1)
-    assert autograde(api, "a", "s")["success"] and api.calls == 2
-    api = _FlakyKernelAPI(failures=99)  # a kernel that never starts is reported, after a bounded number of tries
-    assert not autograde(api, "a", "s")["success"] and api.calls == KERNEL_START_TRIES
-    api = _FlakyKernelAPI(failures=1, error="CellExecutionError: boom")  # student code failing is not retried
-    assert not autograde(api, "a", "s")["success"] and api.calls == 1
+    from tutor_lib.grading.preprocessors import GuardedExecute
+
+    tries = GuardedExecute().kernel_start_tries
+    for failures, error, calls, succeeds in [
+        (1, "Kernel died before replying to kernel_info", 2, True),
+        (99, "Kernel died before replying to kernel_info", tries, False),  # bounded, then reported
+        (1, "something else went wrong", 1, False),  # other failures are not retried
+    ]:
+        fake = _FlakyKernelStart(failures, error)
+        monkeypatch.setattr(Execute, "preprocess", lambda self, nb, resources=None, km=None, fake=fake: fake(self, nb, resources))
+        nb = new_notebook()
+        if succeeds:
+            assert GuardedExecute().preprocess(nb, {})[0] is nb
+        else:
+            with pytest.raises(RuntimeError, match=error):
+                GuardedExecute().preprocess(nb, {})
+        assert fake.calls == calls, (error, fake.calls)
+
+
+# -- the gradebook: which one, and one line when it cannot be opened -----------------------------------
+
+@pytest.mark.parametrize("url, message", [
+    ("not a url", "is not a database URL"),
+    ("sqlite:////nonexistent-folder/sub/gradebook.db", "unable to open database file"),
+    ("postgresql+pg8000://grader@localhost/llava", "its database driver pg8000 is not installed"),
+    ("nosuchdb://grader@localhost/llava", "Can't load plugin"),
+    ("postgresql://grader@127.0.0.1:1/llava", "127.0.0.1"),  # nothing listens on port 1
+    ("postgresql://grader@no-such-host.invalid/llava", "no-such-host.invalid"),
+])
+def test_an_unreachable_gradebook_is_one_line_and_exit_2(tmp_path, capsys, url, message):
+    import time
+
+    course = tmp_path / "course"
+    _write(course / "nbgrader_config.py", (ROOT / "nbgrader_config.py").read_text())
+    _write(course / "solutions/fx1_loss/fx1_loss.ipynb", (FIXTURE / "solutions/fx1_loss/fx1_loss.ipynb").read_text())
+    (course / "submitted" / "ada" / "fx1_loss").mkdir(parents=True)
+    for command in (["grade"], ["release"], ["report"]):
+        started = time.monotonic()
+        assert main([*command, "--db", url, "--course-dir", str(course)]) == 2
+        assert time.monotonic() - started < 10, "a short connect timeout, not a long wait"
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(f"tutor {command[0]}: error:"), err
+        assert message in err[0], err
+    assert not list(course.rglob("*.ipynb"))[1:], "nothing was released into a gradebook that cannot be opened"
+
+
+def test_the_configured_gradebook_is_the_default_for_tutor(tmp_path):
+    """c.CourseDirectory.db_url in nbgrader_config.py (what formgrader uses) is tutor's gradebook too; --db wins."""
+    from tutor_lib.grading.gradebook import resolve_db_url, shown
+
+    course = tmp_path / "course"
+    shutil.copytree(FIXTURE / "solutions", course / "solutions")
+    config = (ROOT / "nbgrader_config.py").read_text()
+    _write(course / "nbgrader_config.py", config)
+    assert resolve_db_url(course) == f"sqlite:///{course.resolve() / 'gradebook.db'}"
+    shared = tmp_path / "shared.db"
+    _write(course / "nbgrader_config.py", config + f"\nc.CourseDirectory.db_url = 'sqlite:///{shared}'\n")
+    assert resolve_db_url(course) == f"sqlite:///{shared}"
+    assert resolve_db_url(course, "sqlite:///other.db") == "sqlite:///other.db"
+    server = resolve_db_url(course, "postgresql://grader:secret@dbhost/llava")
+    assert "connect_timeout=5" in server and shown(server) == "postgresql://grader:***@dbhost/llava"
+    _write(course / "pyproject.toml", '[project]\nname = "course"\n')  # tutor release keeps its Colab setting there
+    assert main(["release", "--course-dir", str(course)]) == 0
+    with sqlite3.connect(shared) as db:
+        assert sorted(db.execute("SELECT name FROM assignment")) == [("fx1_loss",), ("fx2_short",)]
+    assert not (course / "gradebook.db").exists()
+
+
+# -- collect: upload times and the LMS's LATE marker ----------------------------------------------------
+
+def test_collect_writes_upload_times_and_late_markers(tmp_path, capsys):
+    from zoneinfo import ZoneInfo
+
+    download = tmp_path / "download.zip"
+    with zipfile.ZipFile(download, "w") as archive:
+        archive.writestr(zipfile.ZipInfo("doejane_LATE_12345_678_01_loss.ipynb", (2026, 3, 2, 9, 30, 0)), "{}")
+        archive.writestr(zipfile.ZipInfo("roe_7_8_01_loss.ipynb", (2026, 3, 1, 23, 59, 0)), "{}")
+    course = tmp_path / "course"
+    outcome = collect(download, course, ASSIGNMENTS)
+    assert outcome.late == ["doejane_LATE_12345_678_01_loss.ipynb"]
+    assert (course / "submitted/doejane/01_loss/timestamp.txt").read_text() == "2026-03-02 09:30:00 UTC\n"
+    assert (course / "submitted/doejane/01_loss/lms-late").is_file()
+    assert not (course / "submitted/roe/01_loss/lms-late").exists()
+    collect(download, course, ASSIGNMENTS, zone=ZoneInfo("Europe/Berlin"))  # zip times are local: 10:30 CET = 09:30 UTC
+    assert (course / "submitted/doejane/01_loss/timestamp.txt").read_text() == "2026-03-02 08:30:00 UTC\n"
+
+    from nbgrader.utils import parse_utc
+
+    assert str(parse_utc((course / "submitted/roe/01_loss/timestamp.txt").read_text().strip())) == "2026-03-01 22:59:00"
+    _write(course / "nbgrader_config.py", "")
+    _write(course / "solutions/01_loss/01_loss.ipynb", "{}")
+    assert main(["collect", str(download), "--course-dir", str(course)]) == 0
+    assert "placed 2 notebooks of 2 students in submitted/; the LMS marked 1 LATE" in capsys.readouterr().out
+    assert main(["collect", str(download), "--zip-timezone", "Mars/Olympus", "--course-dir", str(course)]) == 2
+    assert "unknown time zone 'Mars/Olympus'" in capsys.readouterr().err
+
+
+# -- output cap and reading the test cells' code ----------------------------------------------------------
+
+def test_a_huge_output_keeps_its_first_lines():
+    from tutor_lib.grading.preprocessors import GuardedExecute
+
+    run = GuardedExecute(max_output_chars=1000)
+    run.reset_execution_trackers()
+    run.clear_before_next_output, run._output_chars = False, {}
+    lines = "".join(f"{i} {'x' * 50}\n" for i in range(200_000))
+    message = {"msg_type": "stream", "header": {"msg_type": "stream"}, "parent_header": {"msg_id": "m"},
+               "content": {"name": "stdout", "text": lines}}
+    outs = []
+    for _ in range(3):
+        run.output(outs, message, None, 0)
+    assert len(outs) == 2, "the first lines that fit, then one notice"
+    assert outs[0].text.startswith("0 xxx") and outs[0].text.endswith("\n") and len(outs[0].text) <= 1000
+    assert outs[0].text.count("\n") == 1000 // 53
+    assert "output truncated by the grader: more than 1000 characters" in outs[1].text
+
+
+def test_code_that_reads_the_test_cells_is_flagged():
+    nb = _release()
+    nb.cells[2].source = ("import sys, linecache\ndef f(x):\n    frame = sys._getframe(1)\n"
+                          "    print(linecache.getline(frame.f_code.co_filename, 1)[::-1])\n    return 2 * x")
+    nb.cells[4].source = "print(In[-2][::-1])\nimport inspect\nget_ipython().user_ns['_ih']"
+    notes = suspicious_code(nb)
+    assert sorted(notes) == sorted(["review by hand: cell f imports linecache", "review by hand: cell f uses _getframe",
+                                    "review by hand: cell f uses f_code", "review by hand: cell demo imports inspect",
+                                    "review by hand: cell demo uses user_ns", "review by hand: cell demo names '_ih'",
+                                    "review by hand: cell demo reads In (the cells' source)"]), notes

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tutor_lib.course import generate_releases, list_assignments, nbgrader_env
+from tutor_lib.course import generate_releases, list_assignments, venv_env
 
 ROOT = Path(__file__).resolve().parent.parent
 ASSIGNMENTS = list_assignments(ROOT)
@@ -72,7 +72,7 @@ def test_release_tests_fail_on_stubs(assignment, tmp_path):
     release = ROOT / "notebooks" / assignment / f"{assignment}.ipynb"
     copy = tmp_path / release.name
     copy.write_bytes(release.read_bytes())
-    env = dict(nbgrader_env(), TUTOR_QUICK="1")
+    env = dict(venv_env(), TUTOR_QUICK="1")
     proc = subprocess.run([sys.executable, "-m", "nbgrader", "validate", "--invert", str(copy)],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     output = proc.stdout + proc.stderr

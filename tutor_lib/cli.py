@@ -3,8 +3,9 @@
     tutor run [--quick] [--from-scratch] [--device cpu] [--seed 42] [--stage1-epochs 30] [--stage2-epochs 50] [--output outputs]
     tutor pretrain [--seed 42] [--device cpu] [--output FOLDER]
     tutor release [ASSIGNMENT ...] [--no-db] [--db URL]
-    tutor collect PATH [--pattern REGEX]
+    tutor collect PATH [--pattern REGEX] [--zip-timezone ZONE]
     tutor grade [--student S] [--assignment A] [--workers N] [--db URL] [--timeout SECONDS]
+    tutor report [--db URL] [--output FOLDER]
 """
 
 from __future__ import annotations
@@ -92,12 +93,20 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
+DB_HELP = ("gradebook SQLAlchemy URL, e.g. postgresql://grader@dbhost/llava (default: c.CourseDirectory.db_url "
+           "of nbgrader_config.py, else sqlite gradebook.db in the course)")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
+
+
 def _add_release(sub) -> None:
     p = sub.add_parser("release", help="regenerate notebooks/ from solutions/ with nbgrader")
     p.add_argument("assignments", nargs="*", help="assignment names (default: all in solutions/)")
     p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
     p.add_argument("--no-db", action="store_true", help="do not record the assignments in the gradebook")
-    p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
+    p.add_argument("--db", default=None, help=DB_HELP)
     p.add_argument("--repo-url", default=None,
                    help="the git repository students' Colab notebooks install tutor_lib from (stored in pyproject.toml)")
     p.add_argument("--ref", default=None, help="branch, tag or commit of --repo-url to install (stored; default main)")
@@ -106,17 +115,21 @@ def _add_release(sub) -> None:
 
 def _release(args: argparse.Namespace) -> int:
     from .course import generate_releases
+    from .grading.gradebook import check_gradebook, resolve_db_url, shown
 
     root = _course_root(args)
+    db_url = None if args.no_db else resolve_db_url(root, args.db)
+    if db_url:
+        check_gradebook(db_url)
     try:
         _colab_setting(root, args)
     except ValueError as error:
         print(f"tutor release: {error}", file=sys.stderr)
         return 2
-    for path in generate_releases(root, args.assignments or None, use_db=not args.no_db, db_url=args.db):
+    for path in generate_releases(root, args.assignments or None, db_url=db_url):
         print(f"wrote {path.relative_to(root)}")
-    if not args.no_db:
-        print(f"recorded the assignments in the gradebook ({args.db or 'gradebook.db'})")
+    if db_url:
+        print(f"recorded the assignments in the gradebook ({shown(db_url)})")
     return 0
 
 
@@ -166,6 +179,8 @@ def _add_collect(sub) -> None:
     p.add_argument("--pattern", default=DEFAULT_PATTERN,
                    help="regular expression searched in each file's path; its group (?P<student>...) is the student id, "
                         "an optional (?P<assignment>...) the assignment (default: the name before the first '_')")
+    p.add_argument("--zip-timezone", default="UTC",
+                   help="time zone of the file times in a zip, written to timestamp.txt for late penalties (default UTC)")
     p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
     p.set_defaults(handler=_collect)
 
@@ -185,11 +200,19 @@ def _collect(args: argparse.Namespace) -> int:
     source = Path(args.path)
     if not source.exists():
         raise FileNotFoundError(f"{source} does not exist")
-    outcome = collect(source, root, list_assignments(root), args.pattern)
+    from datetime import timezone
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        zone = timezone.utc if args.zip_timezone.upper() == "UTC" else ZoneInfo(args.zip_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"--zip-timezone: unknown time zone {args.zip_timezone!r} (e.g. UTC, Europe/Berlin)") from None
+    outcome = collect(source, root, list_assignments(root), args.pattern, zone)
     students = {dest.parent.parent.name for _, dest in outcome.placed}
-    print(f"placed {len(outcome.placed)} notebooks of {len(students)} students in submitted/")
+    print(f"placed {_count(len(outcome.placed), 'notebook')} of {_count(len(students), 'student')} in submitted/"
+          + (f"; the LMS marked {len(outcome.late)} LATE" if outcome.late else ""))
     if outcome.unplaced:
-        print(f"could not place {len(outcome.unplaced)} files:")
+        print(f"could not place {_count(len(outcome.unplaced), 'file')}:")
         for name, reason in outcome.unplaced:
             print(f"  {name}: {reason}")
     if not outcome.placed:
@@ -204,7 +227,7 @@ def _add_grade(sub) -> None:
     p.add_argument("--student", action="append", default=None, help="grade only this student (repeatable)")
     p.add_argument("--assignment", action="append", default=None, help="grade only this assignment (repeatable)")
     p.add_argument("--workers", type=_positive_int, default=None, help="parallel worker processes (default: CPU cores)")
-    p.add_argument("--db", default=None, help="gradebook SQLAlchemy URL (default: sqlite gradebook.db in the course)")
+    p.add_argument("--db", default=None, help=DB_HELP)
     p.add_argument("--timeout", type=_positive_int, default=DEFAULT_TIMEOUT,
                    help=f"seconds one whole notebook may run (default {DEFAULT_TIMEOUT}); cells: Execute.timeout")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -221,7 +244,7 @@ def _grade(args: argparse.Namespace) -> int:
     for line in run.skipped:
         print(f"skipped {line}")
     failed = [e for e in run.entries if e["status"] != "graded"]
-    print(f"graded {len(run.entries)} notebooks in {run.seconds:.0f} s with {run.workers} workers: "
+    print(f"graded {_count(len(run.entries), 'notebook')} in {run.seconds:.0f} s with {_count(run.workers, 'worker')}: "
           f"{len(run.entries) - len(failed)} graded, {len(failed)} not graded")
     for entry in failed:
         print(f"  {entry['student']}/{entry['assignment']}: {entry['status']}")
@@ -237,7 +260,32 @@ def _grade(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_run, _add_pretrain, _add_release, _add_collect, _add_grade]
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="grades.csv and grades.json for the whole gradebook (all graders), without grading")
+    p.add_argument("--db", default=None, help=DB_HELP)
+    p.add_argument("--output", default=None, help="folder for grades.csv and grades.json (default: the course folder)")
+    p.add_argument("--course-dir", default=None, help="course folder (default: found from the working directory)")
+    p.set_defaults(handler=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .grading.runner import report
+
+    root = _course_root(args)
+    output = Path(args.output) if args.output else root
+    output.mkdir(parents=True, exist_ok=True)
+    entries, (csv_path, json_path) = report(root, db_url=args.db, output=output)
+    graded = sum(e["status"] == "graded" for e in entries)
+    pending = sum(bool(e["needs_manual_grading"]) for e in entries)
+    print(f"{_count(len(entries), 'submission')} of {_count(len({e['student'] for e in entries}), 'student')}: "
+          f"{graded} graded, {len(entries) - graded} not graded, {pending} with answers to grade by hand")
+    print(f"wrote {csv_path} and {json_path}")
+    return 0
+
+
+COMMANDS = [_add_run, _add_pretrain, _add_release, _add_collect, _add_grade, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,15 +1,16 @@
-"""nbgrader glue: regenerate the student notebooks from the solutions.
+"""nbgrader glue: the course folder, its nbgrader_config.py, an in-process nbgrader, and the releases.
 
-The repository root is the nbgrader course directory: `solutions/` is nbgrader's source
-folder and `notebooks/` its release folder (see nbgrader_config.py).
+The repository root is the nbgrader course directory: `solutions/` is nbgrader's source folder
+and `notebooks/` its release folder (see nbgrader_config.py). `tutor_lib.grading` builds on this
+module; this module never imports it.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 
@@ -27,20 +28,50 @@ def list_assignments(root: Path) -> list[str]:
     return sorted(p.name for p in (root / "solutions").iterdir() if (p / f"{p.name}.ipynb").exists())
 
 
-def nbgrader_env() -> dict:
-    """The environment for nbgrader: this Python's bin folder first on PATH (nbgrader runs alembic)."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+def venv_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """A copy of `base` (default os.environ) with this Python's bin folder first on PATH.
+
+    nbgrader runs `alembic` when it creates a gradebook, and a grading kernel must be this Python's.
+    """
+    env = dict(os.environ if base is None else base)
+    bin_dir, path = str(Path(sys.executable).parent), env.get("PATH", "")
+    if path.split(os.pathsep)[0] != bin_dir:
+        env["PATH"] = f"{bin_dir}{os.pathsep}{path}" if path else bin_dir
     return env
 
 
-def run_nbgrader(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """Run `nbgrader ARGS` in the course folder; raises RuntimeError with nbgrader's log on failure."""
-    proc = subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root, env=nbgrader_env(),
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise RuntimeError(f"nbgrader {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+def load_config(root: Path, db_url: str | None = None, config_file: Path | None = None, **sections: dict):
+    """The course's nbgrader_config.py (or `config_file`) with its root set to `root`, the gradebook URL
+    replaced when db_url is given, and any extra {section: {key: value}} settings."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config_file = Path(config_file or Path(root) / "nbgrader_config.py")
+    config = PyFileConfigLoader(config_file.name, path=str(config_file.parent)).load_config()
+    config.CourseDirectory.root = str(root)
+    if db_url is not None:
+        config.CourseDirectory.db_url = db_url
+    for section, values in sections.items():
+        for key, value in values.items():
+            setattr(config[section], key, value)
+    return config
+
+
+def make_api(config):
+    """An in-process nbgrader (no interpreter start per command) configured by `config`."""
+    from nbgrader.apps import NbGraderAPI
+    from nbgrader.coursedir import CourseDirectory
+
+    os.environ["PATH"] = venv_env()["PATH"]
+    return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+
+def api_error(result: dict) -> str:
+    """The most telling line of a failed nbgrader API call: the last exception or error message."""
+    lines = [line.strip() for line in ((result.get("error") or "") + "\n" + (result.get("log") or "")).splitlines()]
+    exceptions = [line for line in lines if line and ("Error:" in line or "Exception:" in line)]
+    errors = [line[len("[ERROR]"):].strip() for line in lines if line.startswith("[ERROR]")
+              and "There was an error processing" not in line and "Please see" not in line]
+    return (exceptions or errors or ["nbgrader failed without a message"])[-1][:300]
 
 
 def normalize_notebook(path: Path) -> None:
@@ -50,21 +81,17 @@ def normalize_notebook(path: Path) -> None:
 
 
 def generate_releases(root: Path, assignments: list[str] | None = None, release_dir: Path | None = None,
-                      use_db: bool = False, db_url: str | None = None) -> list[Path]:
-    """Regenerate release notebooks from solutions/ (into release_dir, default notebooks/); with use_db,
-    also record each assignment and its graded cells in the gradebook (db_url, default gradebook.db)."""
-    from .grading.gradebook import api_error, default_db_url, load_config, make_api  # nbgrader: imported on use
-
+                      db_url: str | None = None) -> list[Path]:
+    """Regenerate release notebooks from solutions/ (into release_dir, default notebooks/). With db_url,
+    also record each assignment and its graded cells in that gradebook; without, touch no gradebook."""
     release_dir = Path(release_dir or root / "notebooks").resolve()
-    # Without use_db nothing may touch a gradebook: nbgrader's --no-db is these two settings (and an
-    # in-memory URL makes sure no gradebook.db file appears).
-    config = load_config(root / "nbgrader_config.py", root, (db_url or default_db_url(root)) if use_db else "sqlite://",
-                         CourseDirectory={"release_directory": str(release_dir)},
-                         GenerateAssignment={"no_database": not use_db}, SaveCells={"enabled": use_db})
+    # nbgrader's --no-db is these two settings (and an in-memory URL makes sure no gradebook.db file appears).
+    config = load_config(root, db_url or "sqlite://", CourseDirectory={"release_directory": str(release_dir)},
+                         GenerateAssignment={"no_database": not db_url}, SaveCells={"enabled": bool(db_url)})
     api = make_api(config)  # in-process: one interpreter start for all assignments
     written = []
     for name in assignments or list_assignments(root):
-        result = api.generate_assignment(name, force=True, create=use_db)
+        result = api.generate_assignment(name, force=True, create=bool(db_url))
         if not result["success"]:
             raise RuntimeError(f"nbgrader generate_assignment {name} failed: {api_error(result)}")
         for nb in sorted((release_dir / name).glob("*.ipynb")):

@@ -1,22 +1,26 @@
-"""Worker processes for grading: start, hand a job, wait with a deadline, kill with every kernel they started."""
+"""Grading processes: one `python -m tutor_lib.grading.worker JOB` per notebook, N at a time, each with a
+deadline after which it is killed with every kernel and process it started."""
 
 from __future__ import annotations
 
 import os
-import select
 import signal
 import subprocess
 import sys
 import threading
-import time
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO
+
+from ..course import venv_env
+
+WORKER = [sys.executable, "-m", "tutor_lib.grading.worker"]  # + the job file
 
 
 def grading_env() -> dict:
     """The workers' environment: quick demo training, this Python's tools on PATH, one thread per kernel."""
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env = venv_env()
     env.setdefault("TUTOR_QUICK", "1")  # demo training cells run 2 epochs; graded cells have their own sizes
     # One thread per kernel: the graded models are tiny, so torch's intra-op threads mostly add overhead
     # (measured: 1 worker with 2 threads was 1.7x slower than with 1 on a busy 2-core machine); workers
@@ -35,7 +39,7 @@ def kill_tree(pid: int) -> None:
     except ImportError:  # psutil comes with ipykernel; without it, the worker's session is the best we can do
         try:
             os.killpg(pid, signal.SIGKILL)
-        except OSError:
+        except (OSError, AttributeError):
             pass
         return
     try:
@@ -51,61 +55,46 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
-class WorkerProcess:
-    """One `python -m tutor_lib.grading.worker`, fed job files one at a time."""
+def run_jobs(job_files: list[Path], workers: int, timeout: float, log: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """Grade the job files, `workers` at a time; yield (index, outcome) as each ends: 'done', 'timeout'
+    (killed after `timeout` seconds), 'crashed' (the process died) or 'error: ...' (it could not start).
+    Stopping early (Ctrl-C) kills what runs."""
+    env, running, lock, stopping = grading_env(), set(), threading.Lock(), threading.Event()
 
-    def __init__(self, env: dict, log: IO[bytes]):
-        self.env, self.log = env, log
-        self.proc: subprocess.Popen | None = None
-        self._lock = threading.Lock()
-
-    def _start(self) -> subprocess.Popen:
-        if self.proc is None or self.proc.poll() is not None:
-            self.proc = subprocess.Popen([sys.executable, "-m", "tutor_lib.grading.worker"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, stderr=self.log, env=self.env, start_new_session=True)
-        return self.proc
-
-    def run(self, job_file: Path, timeout: float) -> str:
-        """Grade one job: 'done', 'timeout' (the worker was killed) or 'crashed' (it died)."""
-        proc = self._start()
+    def run(job_file: Path) -> str:
+        with lock:
+            if stopping.is_set():
+                return "crashed"
+            proc = subprocess.Popen([*WORKER, str(job_file)],
+                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
+            running.add(proc)
         try:
-            proc.stdin.write(f"{job_file}\n".encode())
-            proc.stdin.flush()
-        except OSError:
-            self.kill()
-            return "crashed"
-        deadline, fd = time.monotonic() + timeout, proc.stdout.fileno()
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                self.kill()
-                return "timeout"
-            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-            if ready:
-                line = os.read(fd, 4096)
-                if not line:
-                    self.kill()
-                    return "crashed"
-                if b"\n" in line:
-                    return "done"
-
-    def kill(self) -> None:
-        """Stop the worker and everything it started (safe to call from two threads at once)."""
-        with self._lock:  # the serving thread's close() and the parent's clean-up may race here
-            proc, self.proc = self.proc, None
-        if proc is not None:
-            if proc.poll() is None:
-                kill_tree(proc.pid)
+            proc.wait(timeout=timeout)
+            return "done" if proc.returncode == 0 else "crashed"
+        except subprocess.TimeoutExpired:
+            kill_tree(proc.pid)
             proc.wait()
+            return "timeout"
+        finally:
+            with lock:
+                running.discard(proc)
 
-    def close(self) -> None:
-        """Let the worker finish (end of input), killing it if it does not within 30 s."""
-        proc = self.proc
-        if proc is None:
-            return
-        try:
-            proc.stdin.close()
-            proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        self.kill()
+    executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grading")
+    futures = {executor.submit(run, path): index for index, path in enumerate(job_files)}
+    try:
+        pending = set(futures)
+        while pending:
+            done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)  # short: Ctrl-C stays responsive
+            for future in done:
+                try:
+                    outcome = future.result()
+                except Exception as error:  # could not start the process: reported per submission
+                    outcome = f"error: {error!r}"
+                yield futures[future], outcome
+    finally:
+        stopping.set()
+        executor.shutdown(wait=False, cancel_futures=True)
+        with lock:
+            left = list(running)
+        for proc in left:
+            kill_tree(proc.pid)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def read_submission(path: Path, max_bytes: int = MAX_NOTEBOOK_BYTES) -> nbformat
     try:
         data = json.loads(text)
     except json.JSONDecodeError as error:
-        raise NotGradable(f"the file is not valid JSON ({error.msg} at line {error.lineno}, column {error.colno})") from None
+        # "Unterminated string starting at" + " at line 3": say "at" once
+        where = f"{error.msg.removesuffix(' at')} at line {error.lineno}, column {error.colno}"
+        raise NotGradable(f"the file is not valid JSON ({where})") from None
     if not isinstance(data, dict) or "cells" not in data and "worksheets" not in data:
         raise NotGradable("the file is JSON but not a Jupyter notebook (no cells)")
     cells = data.get("cells", [])
@@ -164,7 +167,12 @@ def restore_cells(nb: nbformat.NotebookNode, release: nbformat.NotebookNode) -> 
 
 
 GUARDED_ROOTS = {"torch", "tutor_lib"}  # what the checks trust; code that changes them is flagged for review
-INTROSPECTION = {"__code__", "__globals__", "__closure__", "__defaults__", "__kwdefaults__", "__builtins__"}
+INTROSPECTION = {"__code__", "__globals__", "__closure__", "__defaults__", "__kwdefaults__", "__builtins__",
+                 # frames and the kernel's history: ways to read a test cell's (hidden) code while it runs
+                 "_getframe", "f_back", "f_locals", "f_globals", "f_code", "tb_frame", "gi_frame", "cr_frame",
+                 "history_manager", "input_hist_raw", "input_hist_parsed", "user_ns"}
+CODE_READERS = {"inspect", "linecache"}  # modules that read source code or frames
+HISTORY = re.compile(r"^(?:In|_ih|_i|_ii|_iii|_i\d+)$")  # IPython's record of every cell's source
 
 
 def _root(node: ast.AST) -> str | None:
@@ -180,8 +188,24 @@ def _dotted(node: ast.AST) -> str:
         return "an attribute"
 
 
+def _reads_code(node: ast.AST) -> list[str]:
+    """What in this node can read the code of a running cell: inspect, linecache, In/_ih, frames by name."""
+    if isinstance(node, ast.Import):
+        return [f"imports {a.name}" for a in node.names if a.name.split(".")[0] in CODE_READERS]
+    if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in CODE_READERS:
+        return [f"imports {node.module}"]
+    if isinstance(node, ast.Name) and HISTORY.match(node.id):
+        return [f"reads {node.id} (the cells' source)"]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+            node.value in CODE_READERS or node.value in INTROSPECTION - {"user_ns"} or HISTORY.match(node.value)):
+        return [f"names {node.value!r}"]
+    return []
+
+
 def suspicious_code(nb: nbformat.NotebookNode) -> list[str]:
-    """Notes for the instructor on student cells that rebind torch or tutor_lib, or rewrite functions.
+    """Notes for the instructor on student cells that rebind torch or tutor_lib, rewrite functions, or
+    can read the code of the test cells as they run (frames, inspect, linecache, In/_ih: a way to
+    print hidden tests in a form feedback cannot recognise).
 
     The checks guard the common cases at run time (verify_integrity); this static scan runs outside
     the student's kernel, so a submission that defeats the guards is still flagged. It only adds notes.
@@ -222,6 +246,7 @@ def suspicious_code(nb: nbformat.NotebookNode) -> list[str]:
                 found.append(f"uses {node.attr}")
             if isinstance(node, ast.Attribute) and node.attr == "modules" and _root(node) == "sys":
                 found.append("uses sys.modules")
+            found += _reads_code(node)
         label = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id") or cell.get("id") or f"#{index + 1}"
         notes += [f"review by hand: cell {label} {what}" for what in dict.fromkeys(found)]
     return notes

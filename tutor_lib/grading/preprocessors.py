@@ -14,7 +14,7 @@ from queue import Empty
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async
 from nbformat.v4 import new_output
-from nbgrader.preprocessors import Execute, NbGraderPreprocessor
+from nbgrader.preprocessors import ClearHiddenTests, Execute
 from nbgrader.preprocessors.execute import UnresponsiveKernelError
 from traitlets import Integer
 
@@ -45,16 +45,31 @@ def _output_size(content: dict) -> int:
 
 
 class GuardedExecute(Execute):
-    """Execute that names the cell a kernel died in, gives up on uninterruptible cells, and caps output."""
+    """Execute that retries a kernel that died while starting, names the cell a kernel died in, gives up
+    on uninterruptible cells, and caps output (keeping its beginning)."""
 
     interrupt_grace = Integer(10, help="Seconds a timed-out cell gets to stop after the interrupt").tag(config=True)
     max_output_chars = Integer(100_000, help="Output characters kept per cell while it runs (-1: no limit)").tag(config=True)
+    kernel_start_tries = Integer(3, help="Tries to start a kernel that dies before it answers (a busy machine)"
+                                 ).tag(config=True)
 
     def preprocess(self, nb, resources=None, km=None):
-        """Execute the notebook, with fresh output counters."""
-        self._output_chars: dict[int, int] = {}
-        self._current = "?"
-        return super().preprocess(nb, resources, km=km)
+        """Execute the notebook, with fresh output counters; start the kernel again if it died while starting.
+
+        A kernel that dies before answering kernel_info never ran a line of the student's code (seen on
+        a busy CI machine with several kernels starting at once); trying again keeps that from costing a grade.
+        """
+        for attempt in range(1, self.kernel_start_tries + 1):
+            self._output_chars: dict[int, int] = {}
+            self._current = "?"
+            try:
+                return super().preprocess(nb, resources, km=km)
+            except RuntimeError as error:
+                if "before replying to kernel_info" not in str(error) or attempt == self.kernel_start_tries:
+                    raise
+                self.log.warning("the kernel died while starting (try %d of %d); starting another",
+                                 attempt, self.kernel_start_tries)
+        raise AssertionError("unreachable")
 
     def preprocess_cell(self, cell, resources, index):
         """Execute one cell; a dead kernel is recorded with the cell's name."""
@@ -77,36 +92,28 @@ class GuardedExecute(Execute):
         return reply
 
     def output(self, outs, msg, display_id, cell_index):
-        """Keep a cell's output until it passes max_output_chars, then one truncation notice (on stdout)."""
-        if self.max_output_chars >= 0 and msg["msg_type"] in ("stream", "display_data", "execute_result"):
-            used = self._output_chars.get(cell_index, 0)
-            self._output_chars[cell_index] = used + _output_size(msg["content"])
-            if self._output_chars[cell_index] > self.max_output_chars:
-                if used <= self.max_output_chars:
-                    outs.append(new_output("stream", name="stdout", text=(
-                        f"\n... output truncated by the grader: more than {self.max_output_chars} characters ...\n")))
-                return None
-        return super().output(outs, msg, display_id, cell_index)
+        """Keep a cell's output up to max_output_chars (a stream message is cut at a line end), then one
+        truncation notice (on stdout); drop the rest."""
+        if self.max_output_chars < 0 or msg["msg_type"] not in ("stream", "display_data", "execute_result"):
+            return super().output(outs, msg, display_id, cell_index)
+        used = self._output_chars.get(cell_index, 0)
+        size = _output_size(msg["content"])
+        self._output_chars[cell_index] = used + size
+        if used + size <= self.max_output_chars:
+            return super().output(outs, msg, display_id, cell_index)
+        if used > self.max_output_chars:
+            return None  # the notice is already there
+        if msg["msg_type"] == "stream":
+            head = msg["content"]["text"][: self.max_output_chars - used]
+            head = head[: head.rfind("\n") + 1] or head  # whole lines, unless the first line is that long
+            if head:
+                super().output(outs, {**msg, "content": {**msg["content"], "text": head}}, display_id, cell_index)
+        outs.append(new_output("stream", name="stdout", text=(
+            f"\n... output truncated by the grader: more than {self.max_output_chars} characters ...\n")))
+        return None
 
 
-BEGIN, END = "BEGIN HIDDEN TESTS", "END HIDDEN TESTS"
 HIDDEN_NOTICE = "# (hidden tests: not shown)"
-
-
-def split_hidden(source: str) -> tuple[str, list[str]]:
-    """A cell's source without its hidden test regions, and the hidden lines themselves."""
-    kept, hidden, inside = [], [], False
-    for line in source.split("\n"):
-        if BEGIN in line:
-            inside = True
-            kept.append(line[: len(line) - len(line.lstrip())] + HIDDEN_NOTICE)
-        elif END in line:
-            inside = False
-        elif inside:
-            hidden.append(line)
-        else:
-            kept.append(line)
-    return "\n".join(kept), hidden
 
 
 def _texts(output) -> list[str]:
@@ -117,29 +124,55 @@ def _texts(output) -> list[str]:
     return texts
 
 
-class HideHiddenTests(NbGraderPreprocessor):
-    """For feedback: remove hidden tests from sources, tracebacks and any output that quotes them."""
+class HideHiddenTests(ClearHiddenTests):
+    """For feedback: nbgrader's ClearHiddenTests (its delimiters, from config), leaving a notice where the
+    hidden tests were; tracebacks of those cells cut to the error message; outputs that quote them hidden."""
 
     min_quoted_chars = Integer(16, help="Hidden lines at least this long are searched for in outputs").tag(config=True)
 
     def preprocess(self, nb, resources):
         """Cut hidden test code out of the notebook's sources and outputs."""
-        secrets, hidden_cells = set(), set()
+        self._secrets, self._hidden_cells = set(), set()
+        nb, resources = super().preprocess(nb, resources)
         for index, cell in enumerate(nb.cells):
-            if cell.cell_type == "code" and BEGIN in cell.source:
-                cell.source, hidden = split_hidden(cell.source)
-                secrets.update(line.strip() for line in hidden if len(line.strip()) >= self.min_quoted_chars)
-                hidden_cells.add(index)
-        for index, cell in enumerate(nb.cells):
-            if cell.cell_type != "code":
-                continue
-            outputs = []
-            for output in cell.get("outputs", []):
-                if output.output_type == "error" and index in hidden_cells:
-                    # The traceback quotes the test cell's lines; the error message alone says what went wrong.
-                    output.traceback = [f"\x1b[0;31m{output.ename}\x1b[0m: {output.evalue}"]
-                if any(secret in text for text in _texts(output) for secret in secrets):
-                    output = new_output("stream", name="stdout", text="[output hidden: it quotes hidden test code]\n")
-                outputs.append(output)
-            cell.outputs = outputs
+            if cell.cell_type == "code":
+                cell.outputs = [self._redact(output, index in self._hidden_cells) for output in cell.get("outputs", [])]
         return nb, resources
+
+    def preprocess_cell(self, cell, resources, cell_index):
+        """Remove the cell's hidden test regions (nbgrader checks that it is a grade cell)."""
+        self._removed = False
+        cell, resources = super().preprocess_cell(cell, resources, cell_index)
+        if self._removed:
+            self._hidden_cells.add(cell_index)
+        return cell, resources
+
+    def _remove_hidden_test_region(self, cell) -> bool:
+        kept, hidden, inside, removed = [], [], False, False
+        for line in cell.source.split("\n"):
+            if self.begin_test_delimeter in line:
+                if inside:
+                    raise RuntimeError("Encountered nested begin hidden tests statements")
+                inside = removed = True
+                kept.append(line[: len(line) - len(line.lstrip())] + HIDDEN_NOTICE)
+            elif self.end_test_delimeter in line:
+                inside = False
+            elif inside:
+                hidden.append(line)
+            else:
+                kept.append(line)
+        if inside:
+            raise RuntimeError("No end hidden tests statement found")
+        if removed:
+            cell.source = "\n".join(kept)
+            self._secrets.update(line.strip() for line in hidden if len(line.strip()) >= self.min_quoted_chars)
+            self._removed = True
+        return removed
+
+    def _redact(self, output, in_hidden_cell: bool):
+        if output.output_type == "error" and in_hidden_cell:
+            # The traceback quotes the test cell's lines; the error message alone says what went wrong.
+            output.traceback = [f"\x1b[0;31m{output.ename}\x1b[0m: {output.evalue}"]
+        if any(secret in text for text in _texts(output) for secret in self._secrets):
+            return new_output("stream", name="stdout", text="[output hidden: it quotes hidden test code]\n")
+        return output

@@ -15,20 +15,23 @@ from pathlib import Path
 GRADED = "graded"
 NOT_YET = "not graded: not graded yet (run tutor grade)"
 NO_GRADES = "not graded: the gradebook has no grades for it (run tutor grade)"
+OTHER_MACHINE = "not graded: another grader could not grade it (see the grades.json where it was graded)"
 
 
 def make_entry(student: str, assignment: str, status: str, scores: dict[str, dict] | None, order: list[str],
-               notes: list[str]) -> dict:
-    """One report row: per-exercise points and maximum in notebook order, total, status and notes."""
+               notes: list[str], penalty: float = 0.0) -> dict:
+    """One report row: per-exercise points and maximum in notebook order, total (less nbgrader's late
+    penalty), status and notes."""
     scores = scores or {}
     ids = [i for i in order if i in scores] + sorted(set(scores) - set(order))
     graded = status == GRADED
     exercises = [{"id": i, "points": scores[i]["points"] if graded else None, "max": scores[i]["max"],
                   "written": scores[i]["written"]} for i in ids]
-    pending = [e["id"] for e in exercises if graded and e["points"] is None]
+    pending = [i for i, e in zip(ids, exercises) if graded and (e["points"] is None or scores[i].get("review"))]
     return {
         "student": student, "assignment": assignment, "status": status,
-        "total": sum(e["points"] for e in exercises if e["points"] is not None) if graded else None,
+        "total": max(0.0, sum(e["points"] for e in exercises if e["points"] is not None) - penalty) if graded else None,
+        "late_penalty": penalty if graded else None,
         "max_total": sum(e["max"] for e in exercises) if exercises else None,
         "exercises": exercises, "needs_manual_grading": pending, "notes": list(notes),
     }
@@ -66,7 +69,7 @@ def write_report(folder: Path, entries: list[dict], course_id: str) -> tuple[Pat
         for exercise in entry["exercises"]:
             if exercise["id"] not in columns:
                 columns.append(exercise["id"])
-    header = ["student", "assignment", "status", "total", "max_total"]
+    header = ["student", "assignment", "status", "total", "max_total", "late_penalty"]
     header += [name for column in columns for name in (column, f"{column}_max")]
     header += ["needs_manual_grading", "notes"]
     rows = []
@@ -74,6 +77,7 @@ def write_report(folder: Path, entries: list[dict], course_id: str) -> tuple[Pat
         by_id = {e["id"]: e for e in entry["exercises"]}
         row = {"student": entry["student"], "assignment": entry["assignment"], "status": entry["status"],
                "total": _number(entry["total"]), "max_total": _number(entry["max_total"]),
+               "late_penalty": _number(entry.get("late_penalty")),
                "needs_manual_grading": " ".join(entry["needs_manual_grading"]), "notes": "; ".join(entry["notes"])}
         for column in columns:
             if column in by_id:

@@ -12,32 +12,31 @@ import contextlib
 import html
 import json
 import os
-import queue
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
 
-from ..course import list_assignments
+from ..course import api_error, list_assignments, load_config, make_api
 from . import DEFAULT_TIMEOUT
 from .gradebook import (
-    api_error,
     cell_signature,
-    default_db_url,
+    check_gradebook,
+    copy_duedate,
     grade_ids_in_order,
-    load_config,
-    make_api,
     merge_result,
     open_gradebook,
+    read_penalty,
     read_scores,
+    resolve_db_url,
+    submissions_in,
 )
-from .pool import WorkerProcess, grading_env
+from .pool import run_jobs
 from .preflight import exercise_ids
-from .report import GRADED, NO_GRADES, NOT_YET, load_entries, make_entry, write_report
+from .report import GRADED, NO_GRADES, NOT_YET, OTHER_MACHINE, load_entries, make_entry, write_report
 
 
 @dataclass
@@ -78,20 +77,19 @@ def _exercises(root: Path, assignment: str) -> tuple[list[str], dict[str, dict],
 
 def _prepare_templates(root: Path, assignments: list[str], tmp: Path, db_url: str) -> str:
     """Generate each assignment into a template gradebook (and the course gradebook when it lacks it)."""
-    config_file = root / "nbgrader_config.py"
     template_db = f"sqlite:///{tmp / 'template.db'}"
-    release = {"CourseDirectory": {"release_directory": str(tmp / "release")}}
-    api = make_api(load_config(config_file, root, template_db, **release))
+    api = make_api(load_config(root, template_db, CourseDirectory={"release_directory": str(tmp / "release")}))
     for assignment in assignments:
         result = api.generate_assignment(assignment, force=True, create=True)
         if not result["success"]:
             raise RuntimeError(f"nbgrader cannot generate {assignment} from solutions/: {api_error(result)}")
         if cell_signature(db_url, assignment) != cell_signature(template_db, assignment):
-            course_api = make_api(load_config(config_file, root, db_url, CourseDirectory={
+            course_api = make_api(load_config(root, db_url, CourseDirectory={
                 "release_directory": str(tmp / "release-course")}))
             result = course_api.generate_assignment(assignment, force=True, create=True)
             if not result["success"]:
                 raise RuntimeError(f"cannot record {assignment} in the gradebook: {api_error(result)}")
+        copy_duedate(db_url, template_db, assignment)  # set in formgrader: late penalties need it in the workers
     return template_db
 
 
@@ -115,6 +113,8 @@ def _outcome(job: dict, outcome: str, timeout: float) -> dict:
     if outcome == "timeout":
         return {"status": f"not graded: the whole notebook ran longer than {timeout:g} s "
                           "(tutor grade --timeout); it was stopped", "notes": []}
+    if outcome.startswith("error: "):
+        return {"status": f"not graded: grader error: {outcome.removeprefix('error: ')}", "notes": []}
     if outcome == "done":
         try:
             return json.loads((job["folder"] / "result.json").read_text(encoding="utf-8"))
@@ -149,45 +149,10 @@ def _publish(root: Path, job: dict, result: dict) -> None:
 
 
 def _run_workers(jobs: list[dict], workers: int, timeout: float, log_path: Path):
-    """Yield (job, result) as worker processes finish them; their stderr goes to log_path."""
-    todo, done = queue.Queue(), queue.Queue()
-    for job in jobs:
-        todo.put(job)
-    env, log = grading_env(), log_path.open("ab")
-    pool = [WorkerProcess(env, log) for _ in range(workers)]
-
-    def serve(worker: WorkerProcess) -> None:
-        """Feed one worker jobs until none are left."""
-        try:
-            while True:
-                try:
-                    job = todo.get_nowait()
-                except queue.Empty:
-                    return
-                try:
-                    result = _outcome(job, worker.run(job["file"], timeout), timeout)
-                except Exception as error:  # never leave the parent waiting for a result
-                    result = {"status": f"not graded: grader error: {error!r}", "notes": []}
-                done.put((job, result))
-        finally:
-            worker.close()
-
-    for worker in pool:
-        threading.Thread(target=serve, args=(worker,), daemon=True).start()
-    try:
-        for _ in jobs:
-            while True:
-                try:
-                    yield done.get(timeout=0.5)  # a short wait keeps Ctrl-C responsive
-                    break
-                except queue.Empty:
-                    continue
-    finally:
-        while not todo.empty():
-            todo.get_nowait()
-        for worker in pool:
-            worker.kill()
-        log.close()
+    """Yield (job, result) as the grading processes finish them; their output goes to log_path."""
+    with log_path.open("ab") as log:
+        for index, outcome in run_jobs([job["file"] for job in jobs], workers, timeout, log):
+            yield jobs[index], _outcome(jobs[index], outcome, timeout)
 
 
 def _cores() -> int:
@@ -213,22 +178,48 @@ def _select(root: Path, students: list[str] | None, assignments: list[str] | Non
     return known, all_pairs, pairs, skipped
 
 
-def _report_entries(gb, all_pairs: list[tuple[str, str]], results: dict, previous: dict, info: dict) -> dict:
-    """A report entry for every submission: this run's result, else the previous report's, else "not graded yet"."""
+def _answers(path: Path) -> dict[str, str] | None:
+    """{grade_id: source} of a notebook's nbgrader cells (the student's answers and the tests); None if absent."""
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except (OSError, ValueError):
+        return None
+    return {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in nb.cells
+            if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
+
+
+def _changed(root: Path, job: dict) -> bool:
+    """Whether the submission's answers differ from those graded last time here (True if unknown): a
+    grader's manual scores stand for a regrade of the same answers and are flagged for review otherwise."""
+    name = f"{job['assignment']}.ipynb"
+    before = _answers(root / "autograded" / job["student"] / job["assignment"] / name)
+    after = _answers(Path(job["course"]) / "autograded" / job["student"] / job["assignment"] / name)
+    return before is None or before != after
+
+
+def report_entries(gb, pairs: list[tuple[str, str]], info: dict, previous: dict, results: dict | None = None) -> dict:
+    """A report entry for every (student, assignment) of `pairs` and of the gradebook: this run's result,
+    else the previous report's, else what the gradebook holds (graded by another grader), else "not graded yet"."""
+    results = results or {}
+    pairs = sorted(set(pairs) | {key for key in submissions_in(gb, list(info)) if key not in pairs})
     entries = {}
-    for key in all_pairs:
+    for key in pairs:
         student, assignment = key
-        earlier = results.get(key) or previous.get(key) or {"status": NOT_YET, "notes": []}
-        status, notes = earlier["status"], earlier.get("notes", [])
         # Scores come from the gradebook, so a grader's manual scores show up in the report.
-        scores = read_scores(gb, assignment, student) if status == GRADED else None
+        scores = read_scores(gb, assignment, student)
+        earlier = results.get(key) or previous.get(key)
+        if earlier is None:
+            graded = scores is not None and any(s["points"] is not None for s in scores.values() if not s["written"])
+            earlier = {"status": GRADED if graded else OTHER_MACHINE if scores else NOT_YET, "notes": []}
+        status, notes = earlier["status"], earlier.get("notes", [])
         if status == GRADED and scores is None and key in previous and key not in results:
             entries[key] = previous[key]  # graded with another gradebook (--db): keep that row
             continue
         if status == GRADED and scores is None:
             status = NO_GRADES
         order, maxima, _ = info[assignment]
-        entries[key] = make_entry(student, assignment, status, scores or maxima, order, notes)
+        entries[key] = make_entry(student, assignment, status, scores or maxima, order, notes,
+                                  read_penalty(gb, assignment, student) if status == GRADED else 0.0)
     return entries
 
 
@@ -238,8 +229,26 @@ def grade(root: Path, students: list[str] | None = None, assignments: list[str] 
     """Autograde the selected submissions of submitted/ in parallel; write grades.csv/json and feedback/."""
     started, root = time.monotonic(), Path(root).resolve()
     known, all_pairs, pairs, skipped = _select(root, students, assignments)
+    db_url = resolve_db_url(root, db_url)
+    check_gradebook(db_url)
     with _one_run_at_a_time(root):
         return _grade(root, started, known, all_pairs, pairs, skipped, workers, db_url, timeout, progress)
+
+
+def report(root: Path, db_url: str | None = None, output: Path | None = None) -> tuple[list[dict], tuple[Path, Path]]:
+    """grades.csv and grades.json for everything in the gradebook (several graders sharing one database)
+    and in this folder's submitted/, without grading; written into `output` (default: the course folder)."""
+    root = Path(root).resolve()
+    db_url = resolve_db_url(root, db_url)
+    check_gradebook(db_url)
+    known = list_assignments(root)
+    pairs = find_submissions(root, known)[0] if (root / "submitted").is_dir() else []
+    info = {name: _exercises(root, name) for name in known}
+    course_id = load_config(root).CourseDirectory.get("course_id", "")
+    with open_gradebook(db_url, course_id) as gb:
+        entries = report_entries(gb, pairs, info, load_entries(root / "grades.json"))
+    rows = list(entries.values())
+    return rows, write_report(Path(output or root), rows, course_id)
 
 
 @contextlib.contextmanager
@@ -260,9 +269,8 @@ def _one_run_at_a_time(root: Path):
 def _grade(root, started, known, all_pairs, pairs, skipped, workers, db_url, timeout, progress) -> GradeRun:
     from tqdm.auto import tqdm
 
-    db_url = db_url or default_db_url(root)
     workers = max(1, min(workers or _cores(), len(pairs)))
-    course_id = load_config(root / "nbgrader_config.py", root, db_url).CourseDirectory.get("course_id", "")
+    course_id = load_config(root).CourseDirectory.get("course_id", "")
     info = {name: _exercises(root, name) for name in known}
     others = {name: sorted(ids) for name, (_, _, ids) in info.items()}
 
@@ -275,14 +283,18 @@ def _grade(root, started, known, all_pairs, pairs, skipped, workers, db_url, tim
             with tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress, leave=False) as bar:
                 for job, result in _run_workers(jobs, workers, timeout, root / ".nbgrader.log"):
                     key = (job["student"], job["assignment"])
+                    changed = result["status"] == GRADED and _changed(root, job)
                     _publish(root, job, result)
-                    merge_result(gb, key[1], key[0], result if result["status"] == GRADED else None)
+                    reflagged = merge_result(gb, key[1], key[0], result if result["status"] == GRADED else None, changed)
+                    if reflagged:
+                        result["notes"].append(f"the answers changed since they were graded by hand: review "
+                                               f"{', '.join(reflagged)} in formgrader")
                     results[key] = result
                     bar.set_postfix_str(f"{key[0]}/{key[1]}", refresh=False)
                     bar.update(1)
-            entries = _report_entries(gb, all_pairs, results, load_entries(root / "grades.json"), info)
-        report = write_report(root, list(entries.values()), course_id)
+            entries = report_entries(gb, all_pairs, info, load_entries(root / "grades.json"), results)
+        written = write_report(root, list(entries.values()), course_id)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     errors = [f"{s}/{a}: {r.get('log', '').strip()}" for (s, a), r in results.items() if "grader error" in r["status"]]
-    return GradeRun([entries[k] for k in pairs], report, time.monotonic() - started, workers, skipped, errors)
+    return GradeRun([entries[k] for k in pairs], written, time.monotonic() - started, workers, skipped, errors)

@@ -1,13 +1,12 @@
-"""A grading worker process: `python -m tutor_lib.grading.worker` reads job files, one path per line on
-stdin, grades each in its own temporary course folder and private gradebook, writes the job's
-result.json and answers `done` on stdout. Student code runs in a fresh kernel per notebook; the
-parent kills this process (and its kernels) when a notebook runs past the whole-notebook limit.
+"""One grading process: `python -m tutor_lib.grading.worker JOB.json` grades one submission in its own
+temporary course folder and private gradebook and writes result.json next to the job file. Student
+code runs in a fresh kernel; the parent kills this process (and its kernels) when the notebook runs
+past the whole-notebook limit.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 import traceback
@@ -15,8 +14,10 @@ from pathlib import Path
 
 import nbformat
 
+from ..course import api_error, load_config, make_api
 from . import preprocessors
-from .gradebook import api_error, load_config, make_api, read_autogrades
+from .collect import LATE_FILE
+from .gradebook import read_autogrades
 from .preflight import NotGradable, prepare
 
 
@@ -40,23 +41,16 @@ def _copy_timestamp(source: Path, dest: Path) -> None:
         shutil.copyfile(source / "timestamp.txt", dest / "timestamp.txt")
 
 
-# A kernel that dies before answering kernel_info never ran a line of the student's code (seen on a busy
-# CI machine with several kernels starting at once); trying again keeps that from costing a grade.
-KERNEL_START_TRIES = 3
-
-
-def _kernel_failed_to_start(autograded: dict) -> bool:
-    return "before replying to kernel_info" in (autograded.get("error") or "") + (autograded.get("log") or "")
-
-
-def autograde(api, assignment: str, student: str) -> dict:
-    """nbgrader's autograde, tried again (up to KERNEL_START_TRIES in all) when the kernel died while starting."""
-    for _ in range(KERNEL_START_TRIES):
-        preprocessors.reset_failure()
-        autograded = api.autograde(assignment, student, force=True, create=True)
-        if autograded["success"] or preprocessors.last_failure() or not _kernel_failed_to_start(autograded):
-            break
-    return autograded
+def _lateness(result: dict, submission: Path) -> list[str]:
+    """Notes on a late submission: nbgrader's lateness against the due date, and the LMS's LATE marker."""
+    notes = []
+    if result["seconds_late"] > 0:
+        penalty = sum(p or 0 for p in result["penalties"].values())
+        notes.append(f"submitted {result['seconds_late'] / 3600:.1f} h after the due date (late penalty {penalty:g})")
+    if (submission / LATE_FILE).is_file():
+        notes.append("the LMS marked it LATE" + ("" if result["seconds_late"] > 0 else
+                     " (no penalty: no due date in the gradebook, or timestamp.txt is missing)"))
+    return notes
 
 
 def grade_job(job: dict) -> dict:
@@ -74,42 +68,31 @@ def grade_job(job: dict) -> dict:
         return {**result, "status": f"not graded: {reason}"}
 
     db_url = f"sqlite:///{course / 'gradebook.db'}"
-    api = make_api(load_config(Path(job["config"]), course, db_url))
-    autograded = autograde(api, assignment, student)
+    api = make_api(load_config(course, db_url, config_file=Path(job["config"])))
+    preprocessors.reset_failure()
+    autograded = api.autograde(assignment, student, force=True, create=True)
     if not autograded["success"]:
         reason = preprocessors.last_failure() or f"nbgrader could not run the notebook: {api_error(autograded)}"
         reason = reason.replace(f"{course}/", "")  # no temporary paths: a regrade must give the same report
         return {**result, "status": f"not graded: {reason}", "log": autograded.get("log", "")[-4000:]}
     result.update(read_autogrades(db_url, assignment, student))
+    result["notes"] += _lateness(result, Path(job["submission"]))
     feedback = api.generate_feedback(assignment, student, force=True)
     if not feedback["success"]:
         result["notes"].append(f"no feedback: {api_error(feedback)}".replace(f"{course}/", ""))
     return result
 
 
-def serve(requests, replies) -> None:
-    """Answer job files read from `requests` (result.json next to each) until it closes."""
-    for line in requests:
-        if not line.strip():
-            continue
-        job_file = Path(line.strip())
-        try:
-            result = grade_job(json.loads(job_file.read_text(encoding="utf-8")))
-        except Exception:  # a bug here must not stop the batch: the parent reports it per submission
-            last = traceback.format_exc().strip().splitlines()[-1]
-            result = {"status": f"not graded: grader error: {last}", "notes": [], "log": traceback.format_exc()}
-        job_file.with_name("result.json").write_text(json.dumps(result), encoding="utf-8")
-        replies.write("done\n")
-        replies.flush()
-
-
-def main() -> None:
-    """Serve jobs; the protocol uses a private copy of stdout, so stray prints cannot corrupt it."""
-    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    sys.stdout = sys.stderr
-    serve(sys.stdin, replies)
+def main(job_file: str) -> None:
+    """Grade one job; result.json next to it. A bug here is reported for this submission, not raised."""
+    job_path = Path(job_file)
+    try:
+        result = grade_job(json.loads(job_path.read_text(encoding="utf-8")))
+    except Exception:
+        last = traceback.format_exc().strip().splitlines()[-1]
+        result = {"status": f"not graded: grader error: {last}", "notes": [], "log": traceback.format_exc()}
+    job_path.with_name("result.json").write_text(json.dumps(result), encoding="utf-8")
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1])
