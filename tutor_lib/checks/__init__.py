@@ -13,7 +13,18 @@ The hidden tests of the notebooks use the helpers exported here too: `fail`, `ca
 The modules whose names start with `_` are the checks' own and may change.
 """
 
-from . import nb01_loss, nb02_data, nb03_model, nb04_stage0, nb05_stage1, nb06_stage2, nb07_experiments, nb08_multiturn, trusted
+from . import (
+    nb01_loss,
+    nb02_data,
+    nb03_model,
+    nb04_stage0,
+    nb05_stage1,
+    nb06_stage2,
+    nb07_experiments,
+    nb08_multiturn,
+    nb09_inside,
+    trusted,
+)
 from ._common import CheckError, call, expect_close, expect_tensor, fail, not_reference, verify_integrity
 from ._stages import reference_batches, silenced
 from .nb01_loss import *  # noqa: F403
@@ -24,8 +35,10 @@ from .nb05_stage1 import *  # noqa: F403
 from .nb06_stage2 import *  # noqa: F403
 from .nb07_experiments import *  # noqa: F403
 from .nb08_multiturn import *  # noqa: F403
+from .nb09_inside import *  # noqa: F403
 
-_MODULES = (nb01_loss, nb02_data, nb03_model, nb04_stage0, nb05_stage1, nb06_stage2, nb07_experiments, nb08_multiturn)
+_MODULES = (nb01_loss, nb02_data, nb03_model, nb04_stage0, nb05_stage1, nb06_stage2, nb07_experiments, nb08_multiturn,
+            nb09_inside)
 __all__ = ["CheckError", "call", "expect_close", "expect_tensor", "fail", "not_reference", "reference_batches", "silenced",
            "trusted", "verify_integrity"]
 __all__ += [n for m in _MODULES for n in m.__all__]
