@@ -1,10 +1,11 @@
 """Before nbgrader sees a submission: read it defensively, check it is this assignment's notebook,
 put back the graded and locked cells a student deleted or whose grading metadata they changed,
-and flag code that tampers with what the checks trust.
+and flag code that tampers with what the checks trust or reads the test cells.
 
-nbgrader restores the *source* of edited locked cells and (with add_missing_cells) deleted test
-cells, but it trusts the metadata that says which cell is a test, and it fails on some deletions
-(a test cell whose solution cell was deleted too). Here the release notebook is the authority.
+nbgrader restores the *source* of edited locked cells, and its OverwriteCells.add_missing_cells
+puts back deleted test cells, but it trusts the metadata that says which cell is a test and fails
+on some deletions (a test cell whose solution cell was deleted too). restore_cells does both jobs,
+with the release notebook as the authority, so add_missing_cells stays off.
 """
 
 from __future__ import annotations

@@ -208,7 +208,7 @@ def report_entries(gb, pairs: list[tuple[str, str]], info: dict, previous: dict,
         # Scores come from the gradebook, so a grader's manual scores show up in the report.
         scores = read_scores(gb, assignment, student)
         earlier = results.get(key) or previous.get(key)
-        if earlier is None:
+        if earlier is None or earlier["status"] in (NOT_YET, OTHER_MACHINE):  # perhaps graded elsewhere since
             graded = scores is not None and any(s["points"] is not None for s in scores.values() if not s["written"])
             earlier = {"status": GRADED if graded else OTHER_MACHINE if scores else NOT_YET, "notes": []}
         status, notes = earlier["status"], earlier.get("notes", [])
