@@ -1,6 +1,8 @@
 """The `tutor` command (also `python -m tutor_lib`).
 
+    tutor setup [--keep-instructor-tools]              (students: ready JupyterLab and check, no training)
     tutor run [--quick] [--from-scratch] [--device cpu] [--seed 42] [--stage1-epochs 30] [--stage2-epochs 50] [--output outputs]
+              [--nproc N]
     tutor pretrain [--seed 42] [--device cpu] [--output FOLDER]
     tutor release [ASSIGNMENT ...] [--no-db] [--db URL]
     tutor collect PATH [--pattern REGEX] [--zip-timezone ZONE]
@@ -44,20 +46,41 @@ def _add_run(sub) -> None:
     p.add_argument("--stage0-seed", type=_non_negative_int, default=42,
                    help="seed of the pretrained parts (default 42, shipped with the package; others are built once)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.add_argument("--nproc", type=_positive_int, default=1,
+                   help="train stages 1 and 2 in N processes under torchrun with DistributedDataParallel "
+                        "(gloo on the CPU, NCCL on GPUs; the global batch stays 32)")
     p.set_defaults(handler=_run)
+
+
+def _torchrun(args: argparse.Namespace) -> int:
+    """Start this `tutor run` again in args.nproc processes under torchrun; each joins one process group."""
+    import subprocess
+
+    # No --nproc for the workers (torchrun would take it for its own --nproc-per-node): WORLD_SIZE tells them.
+    argv = ["run", "--seed", str(args.seed), "--output", args.output,
+            "--stage0-seed", str(args.stage0_seed)] + (["--device", args.device] if args.device else [])
+    argv += [f"--{n.replace('_', '-')}={getattr(args, n)}" for n in ("stage1_epochs", "stage2_epochs")
+             if getattr(args, n) is not None]
+    argv += [f"--{n.replace('_', '-')}" for n in ("quick", "from_scratch", "no_progress") if getattr(args, n)]
+    return subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
+                            f"--nproc_per_node={args.nproc}", "-m", "tutor_lib", *argv])
 
 
 def _run(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
+    from .distributed import launched_by_torchrun, run_distributed
     from .pipeline import RunConfig, run_pipeline
+
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _torchrun(args)
 
     cfg = RunConfig(seed=args.seed, device=args.device, output=args.output, progress=not args.no_progress,
                     from_scratch=args.from_scratch, stage0_seed=args.stage0_seed)
     if args.quick:
         cfg = cfg.quick()
     epochs = {name: getattr(args, name) for name in ("stage1_epochs", "stage2_epochs") if getattr(args, name) is not None}
-    run_pipeline(replace(cfg, **epochs))
+    (run_distributed if launched_by_torchrun() else run_pipeline)(replace(cfg, **epochs))
     return 0
 
 
@@ -285,7 +308,24 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = [_add_run, _add_pretrain, _add_release, _add_collect, _add_grade, _add_report]
+def _add_setup(sub) -> None:
+    p = sub.add_parser("setup", help="students: hide nbgrader's instructor tools, keep Validate, check the environment "
+                                     "(no training)")
+    p.add_argument("--course-dir", default=".", help="the course folder, with nbgrader_config.py (default: here)")
+    p.add_argument("--keep-instructor-tools", action="store_true",
+                   help="show the Formgrader and Create Assignment again in this environment")
+    p.set_defaults(handler=_setup)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .student import setup_student
+
+    return setup_student(Path(args.course_dir).resolve(), keep_instructor_tools=args.keep_instructor_tools)
+
+
+COMMANDS = [_add_setup, _add_run, _add_pretrain, _add_release, _add_collect, _add_grade, _add_report]
 
 
 def build_parser() -> argparse.ArgumentParser:
