@@ -21,6 +21,7 @@ import contextlib
 import inspect
 import math
 import numbers
+import sys
 from collections.abc import Callable, Sequence
 
 import torch
@@ -45,14 +46,11 @@ TOLERANCE = 1e-4
 def silenced():
     """quiet(), and inside a notebook also swallow printed and displayed output (tqdm's widget progress bars)."""
     capture = contextlib.nullcontext()
-    try:
-        from IPython import get_ipython
+    ipython = sys.modules.get("IPython")  # a kernel has imported it; plain Python has no widgets to swallow
+    if ipython is not None and ipython.get_ipython() is not None:
         from IPython.utils.capture import capture_output
 
-        if get_ipython() is not None:
-            capture = capture_output(stdout=True, stderr=True, display=True)
-    except ImportError:  # no IPython: plain Python has no widgets to swallow
-        pass
+        capture = capture_output(stdout=True, stderr=True, display=True)
     with quiet(), capture:
         yield
 

@@ -1,8 +1,9 @@
-"""A failed check shows the student its message (case, expected, received, hint) and no traceback.
+"""What every check shares: a failure shows the student its message alone, and a check runs on one thread.
 
-IPython formats an exception through its `_render_traceback_` when it has one; what that returns
-is the `traceback` of the error output, which JupyterLab shows, nbgrader's Validate prints and
-the grader's feedback HTML renders.
+A failed check shows its message (case, expected, received, hint) and no traceback. IPython
+formats an exception through its `_render_traceback_` when it has one; what that returns is the
+`traceback` of the error output, which JupyterLab shows, nbgrader's Validate prints and the
+grader's feedback HTML renders.
 """
 
 from __future__ import annotations
@@ -11,8 +12,10 @@ import re
 
 import nbformat
 import pytest
+import torch
 
 import tutor_lib.checks as checks
+import tutor_lib.losses
 from tutor_lib.checks import CheckError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -94,3 +97,26 @@ def test_validate_shows_only_the_message(tmp_path):
         for internal in ("_common.py", "Traceback", "During handling", "site-packages"):
             assert internal not in error
     assert "still the stub" in failed[0]["raw_error"]
+
+
+def test_a_check_runs_on_one_thread_and_puts_the_setting_back():
+    """Tiny tensors gain nothing from threads; on a busy machine extra threads made training checks 5-30x slower."""
+    seen = []
+
+    def spy(logits, targets):
+        seen.append(torch.get_num_threads())
+        return tutor_lib.losses.token_nll(logits, targets)
+
+    def failing(logits, targets):
+        seen.append(torch.get_num_threads())
+        return _off_by_one(logits, targets)
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        checks.check_token_nll(spy)
+        _failure(failing)
+        assert seen and set(seen) == {1}
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(old)
