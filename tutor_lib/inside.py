@@ -161,16 +161,24 @@ def mask_tokens(visual: torch.Tensor, mask: torch.Tensor, replacement: torch.Ten
 
 
 @torch.no_grad()
-def accuracy_with_visual(model: MultimodalModel, dataset, visual: torch.Tensor) -> dict[str, float]:
-    """Exact-match accuracy per question type when the LM reads `visual` (N, num_patches, C) instead of the image."""
-    result = {}
+def answers_with_visual(model: MultimodalModel, dataset, visual: torch.Tensor) -> list[list[int]]:
+    """Greedy answers to every sample's question when the LM reads `visual` (N, num_patches, C) instead of the image."""
+    answers: list[list[int]] = [[] for _ in range(len(dataset))]
     for q_type in QUESTION_TYPES:
         idx = (dataset.question_types == QUESTION_TYPES.index(q_type)).nonzero().flatten()
-        if len(idx) == 0:
-            continue
-        sub = dataset.subset(idx)
-        device = visual.device
-        answers = greedy_continue(model.language_model, visual[idx.to(device)],
-                                  question_prompts(sub, q_type).to(device))
-        result[q_type] = sum(a == list(t) for a, t in zip(answers, sub.answers)) / len(sub)
+        if len(idx):
+            prompts = question_prompts(dataset.subset(idx), q_type).to(visual.device)
+            for i, answer in zip(idx.tolist(), greedy_continue(model.language_model, visual[idx.to(visual.device)], prompts)):
+                answers[i] = answer
+    return answers
+
+
+def accuracy_with_visual(model: MultimodalModel, dataset, visual: torch.Tensor) -> dict[str, float]:
+    """Exact-match accuracy per question type when the LM reads `visual` (N, num_patches, C) instead of the image."""
+    answers = answers_with_visual(model, dataset, visual)
+    result = {}
+    for q_type in QUESTION_TYPES:
+        idx = (dataset.question_types == QUESTION_TYPES.index(q_type)).nonzero().flatten().tolist()
+        if idx:
+            result[q_type] = sum(answers[i] == dataset.answers[i] for i in idx) / len(idx)
     return result
