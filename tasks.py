@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Set up a virtual environment and run the course's main job or its tests. Needs only Python 3.10+.
 
+    python3 tasks.py setup [tutor setup options] # students: JupyterLab with Validate, checked, no training
     python3 tasks.py run [tutor run options]     # train both stages, write outputs/
     python3 tasks.py test [pytest options]       # the whole test suite (unit, notebooks, grading), one worker per core
 
@@ -53,13 +54,13 @@ def ensure_venv(extra: str) -> dict:
 
 
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in ("run", "test"):
+    if not argv or argv[0] not in ("setup", "run", "test"):
         print(__doc__.strip())
         return 2
     command, rest = argv[0], argv[1:]
-    if command == "run":
+    if command in ("setup", "run"):
         env = ensure_venv("notebooks")
-        return subprocess.call([str(BIN / "tutor"), "run", *rest], cwd=ROOT, env=env)
+        return subprocess.call([str(BIN / "tutor"), command, *rest], cwd=ROOT, env=env)
     env = ensure_venv("test")
     if not any(a in ("-n", "--numprocesses") or a.startswith(("-n", "--numprocesses=")) for a in rest):
         rest = ["-n", "auto", "--dist", "loadscope", *rest]  # one worker per core; a notebook stays on one worker
