@@ -331,7 +331,7 @@ def two_graders(tmp_path_factory):
     shared = f"sqlite:///{base / 'shared.db'}"
     folders = []
     for name in ("first", "second"):
-        folder = make_course(base / name)
+        folder = make_course(base / name, cell_timeout=120)  # no timeouts tested here
         with (folder / "nbgrader_config.py").open("a") as config:
             config.write(f"\nc.CourseDirectory.db_url = {shared!r}\n")  # one setting for formgrader and tutor
         submit(folder, "yan", A, solved(folder, A))

@@ -81,7 +81,7 @@ def test_grading_into_postgresql(postgres, tmp_path):
 
     url = f"{postgres}/llava"
     # First grader: the URL in nbgrader_config.py (formgrader's setting), no --db.
-    first = make_course(tmp_path / "first")
+    first = make_course(tmp_path / "first", cell_timeout=120)  # no timeouts tested here: a loaded machine is fine
     with (first / "nbgrader_config.py").open("a") as config:
         config.write(f"\nc.CourseDirectory.db_url = {url!r}\n")
     submit(first, "alice", A, solved(first, A))
@@ -92,7 +92,7 @@ def test_grading_into_postgresql(postgres, tmp_path):
     assert not (first / "gradebook.db").exists()
 
     # Second grader: another folder, the README's --db flag.
-    second = make_course(tmp_path / "second")
+    second = make_course(tmp_path / "second", cell_timeout=120)
     submit(second, "carol", A, solved(second, A, token_nll=WRONG, masked_mean_nll=None))
     proc = tutor("grade", "--db", url, "--no-progress", cwd=second)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -117,7 +117,7 @@ def test_grading_into_postgresql(postgres, tmp_path):
 
 
 def test_a_missing_database_on_a_real_server_is_one_line(postgres, tmp_path):
-    course = make_course(tmp_path / "course")
+    course = make_course(tmp_path / "course", cell_timeout=120)
     submit(course, "alice", A, solved(course, A))
     proc = tutor("grade", "--db", f"{postgres}/nope", "--no-progress", cwd=course)
     assert proc.returncode == 2

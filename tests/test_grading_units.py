@@ -306,15 +306,20 @@ def test_release_without_gradebook_touches_no_gradebook(tmp_path):
     assert not list(course.rglob("*.db")) and not list(tmp_path.rglob("gradebook.db"))
 
 
-# A stand-in for the worker: argv[1] says what to do; "family" starts a child that would outlive it.
+# A stand-in for the grading process: each line on stdin names a job file that says what to do; "family"
+# starts a child that would outlive it. Each process records its pid when it starts.
 FAKE_WORKER = """
-import subprocess, sys, time
-what = open(sys.argv[1]).read()
-if what == "family":
-    subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    time.sleep(60)
-elif what == "crash":
-    sys.exit(3)
+import os, subprocess, sys, time
+for line in sys.stdin:
+    job = open(line.strip()).read()
+    with open(os.path.join(os.path.dirname(line.strip()), "pids"), "a") as pids:
+        pids.write(f"{os.getpid()}\\n")
+    if job == "family":
+        subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+        time.sleep(60)
+    elif job == "crash":
+        sys.exit(3)
+    print("done", flush=True)
 """
 
 
@@ -326,29 +331,31 @@ def test_grading_processes_done_crashed_timed_out_and_stopped(tmp_path, monkeypa
 
     from tutor_lib.grading import pool
 
-    monkeypatch.setattr(pool, "WORKER", [sys.executable, "-c", FAKE_WORKER])
-    jobs = [_write(tmp_path / f"{what}.job", what) for what in ("done", "crash", "family")]
-    started = time.monotonic()
-    with (tmp_path / "log").open("ab") as log:
-        outcomes = dict(pool.run_jobs(jobs, workers=3, timeout=3, log=log))
-    assert outcomes == {0: "done", 1: "crashed", 2: "timeout"}
-    assert time.monotonic() - started < 30
-
     def sleepers():
         return [p for p in psutil.process_iter(["cmdline"]) if "import time; time.sleep(60)" in " ".join(p.info["cmdline"] or [])]
 
+    monkeypatch.setattr(pool, "WORKER", [sys.executable, "-c", FAKE_WORKER])
+    done, crash, family = (_write(tmp_path / f"{what}.job", what) for what in ("done", "crash", "family"))
+    started = time.monotonic()
+    with (tmp_path / "log").open("ab") as log:
+        outcomes = list(pool.run_jobs([done, done, crash, done, family, done], workers=1, timeout=3, log=log))
+    assert outcomes == [(0, "done"), (1, "done"), (2, "crashed"), (3, "done"), (4, "timeout"), (5, "done")]
+    assert time.monotonic() - started < 30
+    pids = (tmp_path / "pids").read_text().split()
+    assert len(pids) == 6 and len(set(pids)) == 3, "one process serves job after job until it crashes or is killed"
     assert not sleepers(), "the timed-out job's child was not killed"
+
     # Ctrl-C while jobs run: every running grading process and its children die.
     deadline = time.monotonic() + 30
 
     def interrupted_wait(*args, **kwargs):
-        while len(sleepers()) < 4 and time.monotonic() < deadline:  # two workers, each with its child
+        while len(sleepers()) < 2 and time.monotonic() < deadline:
             time.sleep(0.2)
         raise KeyboardInterrupt
 
     monkeypatch.setattr(pool, "wait", interrupted_wait)
     with (tmp_path / "log").open("ab") as log, pytest.raises(KeyboardInterrupt):
-        list(pool.run_jobs([jobs[2], jobs[2]], workers=2, timeout=60, log=log))
+        list(pool.run_jobs([family, family], workers=2, timeout=60, log=log))
     assert time.monotonic() < deadline, "the jobs never started"
     time.sleep(0.5)
     assert not sleepers()
@@ -431,7 +438,7 @@ def test_the_configured_gradebook_is_the_default_for_tutor(tmp_path):
     assert resolve_db_url(course, "sqlite:///other.db") == "sqlite:///other.db"
     server = resolve_db_url(course, "postgresql://grader:secret@dbhost/llava")
     assert "connect_timeout=5" in server and shown(server) == "postgresql://grader:***@dbhost/llava"
-    _write(course / "pyproject.toml", '[project]\nname = "course"\n')  # tutor release keeps its Colab setting there
+    _write(course / "pyproject.toml", '[project]\nname = "course"\n')  # where tutor release keeps its Colab setting
     assert main(["release", "--course-dir", str(course)]) == 0
     with sqlite3.connect(shared) as db:
         assert sorted(db.execute("SELECT name FROM assignment")) == [("fx1_loss",), ("fx2_short",)]

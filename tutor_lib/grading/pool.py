@@ -1,8 +1,9 @@
-"""Grading processes: one `python -m tutor_lib.grading.worker JOB` per notebook, N at a time, each with a
-deadline after which it is killed with every kernel and process it started."""
+"""Grading processes: N long-lived `python -m tutor_lib.grading.worker` processes fed job files, each job
+with a deadline after which its process is killed with every kernel and process it started."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ from typing import IO
 
 from ..course import venv_env
 
-WORKER = [sys.executable, "-m", "tutor_lib.grading.worker"]  # + the job file
+WORKER = [sys.executable, "-m", "tutor_lib.grading.worker"]
 
 
 def grading_env() -> dict:
@@ -55,29 +56,47 @@ def kill_tree(pid: int) -> None:
     psutil.wait_procs(family, timeout=10)
 
 
+def _start(env: dict, log: IO[bytes]) -> subprocess.Popen:
+    return subprocess.Popen(WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                            start_new_session=True)
+
+
 def run_jobs(job_files: list[Path], workers: int, timeout: float, log: IO[bytes]) -> Iterator[tuple[int, str]]:
     """Grade the job files, `workers` at a time; yield (index, outcome) as each ends: 'done', 'timeout'
     (killed after `timeout` seconds), 'crashed' (the process died) or 'error: ...' (it could not start).
-    Stopping early (Ctrl-C) kills what runs."""
-    env, running, lock, stopping = grading_env(), set(), threading.Lock(), threading.Event()
+
+    Each pool thread keeps one grading process for job after job (its start, importing nbgrader and torch,
+    costs seconds), hands it a job file on stdin and reads `done` back, with a watchdog timer that kills
+    the process and everything it started when the job runs past `timeout`. Stopping early (Ctrl-C)
+    kills every process.
+    """
+    env, procs, lock, stopping, local = grading_env(), [], threading.Lock(), threading.Event(), threading.local()
 
     def run(job_file: Path) -> str:
-        with lock:
-            if stopping.is_set():
-                return "crashed"
-            proc = subprocess.Popen([*WORKER, str(job_file)],
-                                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True)
-            running.add(proc)
-        try:
-            proc.wait(timeout=timeout)
-            return "done" if proc.returncode == 0 else "crashed"
-        except subprocess.TimeoutExpired:
-            kill_tree(proc.pid)
-            proc.wait()
-            return "timeout"
-        finally:
+        proc = getattr(local, "proc", None)
+        if proc is None or proc.poll() is not None:
             with lock:
-                running.discard(proc)
+                if stopping.is_set():
+                    return "crashed"
+                proc = local.proc = _start(env, log)
+                procs.append(proc)
+        expired = threading.Event()
+        watchdog = threading.Timer(timeout, lambda: (expired.set(), kill_tree(proc.pid)))
+        watchdog.start()
+        try:
+            proc.stdin.write(f"{job_file}\n".encode())
+            proc.stdin.flush()
+            answer = proc.stdout.readline()
+        except OSError:
+            answer = b""
+        finally:
+            watchdog.cancel()
+        if answer.strip() == b"done" and not expired.is_set():
+            return "done"
+        kill_tree(proc.pid)
+        proc.wait()
+        local.proc = None
+        return "timeout" if expired.is_set() else "crashed"
 
     executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="grading")
     futures = {executor.submit(run, path): index for index, path in enumerate(job_files)}
@@ -91,10 +110,18 @@ def run_jobs(job_files: list[Path], workers: int, timeout: float, log: IO[bytes]
                 except Exception as error:  # could not start the process: reported per submission
                     outcome = f"error: {error!r}"
                 yield futures[future], outcome
-    finally:
-        stopping.set()
-        executor.shutdown(wait=False, cancel_futures=True)
         with lock:
-            left = list(running)
-        for proc in left:
-            kill_tree(proc.pid)
+            stopping.set()
+        for proc in procs:  # all jobs done: end of input lets each process exit
+            with contextlib.suppress(OSError):
+                proc.stdin.close()
+        for proc in procs:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=30)
+    finally:
+        with lock:
+            stopping.set()
+        executor.shutdown(wait=False, cancel_futures=True)
+        for proc in procs:
+            if proc.poll() is None:
+                kill_tree(proc.pid)

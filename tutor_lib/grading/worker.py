@@ -1,12 +1,13 @@
-"""One grading process: `python -m tutor_lib.grading.worker JOB.json` grades one submission in its own
-temporary course folder and private gradebook and writes result.json next to the job file. Student
-code runs in a fresh kernel; the parent kills this process (and its kernels) when the notebook runs
-past the whole-notebook limit.
+"""A grading process: `python -m tutor_lib.grading.worker` reads job files, one path a line on stdin,
+grades each submission in its own temporary course folder and private gradebook, writes result.json
+next to the job file and answers `done` on stdout. Student code runs in a fresh kernel per notebook;
+the parent kills this process (and its kernels) when a notebook runs past the whole-notebook limit.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import traceback
@@ -83,16 +84,30 @@ def grade_job(job: dict) -> dict:
     return result
 
 
-def main(job_file: str) -> None:
-    """Grade one job; result.json next to it. A bug here is reported for this submission, not raised."""
-    job_path = Path(job_file)
-    try:
-        result = grade_job(json.loads(job_path.read_text(encoding="utf-8")))
-    except Exception:
-        last = traceback.format_exc().strip().splitlines()[-1]
-        result = {"status": f"not graded: grader error: {last}", "notes": [], "log": traceback.format_exc()}
-    job_path.with_name("result.json").write_text(json.dumps(result), encoding="utf-8")
+def serve(requests, replies) -> None:
+    """Grade the job files named on `requests`, one path a line (result.json next to each), answering
+    `done` on `replies` after each. A bug here is reported for that submission, not raised."""
+    for line in requests:
+        if not line.strip():
+            continue
+        job_path = Path(line.strip())
+        try:
+            result = grade_job(json.loads(job_path.read_text(encoding="utf-8")))
+        except Exception:
+            last = traceback.format_exc().strip().splitlines()[-1]
+            result = {"status": f"not graded: grader error: {last}", "notes": [], "log": traceback.format_exc()}
+        job_path.with_name("result.json").write_text(json.dumps(result), encoding="utf-8")
+        replies.write("done\n")
+        replies.flush()
+
+
+def main() -> None:
+    """Serve jobs; the answers go to a private copy of stdout, so stray prints cannot corrupt them."""
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    sys.stdout = sys.stderr
+    serve(sys.stdin, replies)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()
