@@ -57,3 +57,14 @@ def test_cli_setup_parses(monkeypatch, root):
         (course, keep_instructor_tools)) or 0)
     assert main(["setup", "--course-dir", str(root), "--keep-instructor-tools"]) == 0
     assert calls == [(root, True)]
+
+
+def test_every_notebook_links_to_the_next(root):
+    """Issue 11.6: a student can walk the series 01 -> 02 -> ... by the Next link at the end of each notebook."""
+    from tutor_lib.course import list_assignments
+
+    names = list_assignments(root)
+    assert len(names) >= 8, names
+    for here, there in zip(names, names[1:]):
+        text = (root / "solutions" / here / f"{here}.ipynb").read_text()
+        assert f"**Next:** [{there}](../{there}/{there}.ipynb)" in text, f"{here} has no Next link to {there}"
