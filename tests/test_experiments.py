@@ -75,7 +75,7 @@ TINY = ExperimentConfig(n_captions=40, n_test=12, n_heldout=12, stage1_steps=2, 
 def test_the_config_holds_only_experiment_settings_and_the_recipe_gives_the_rest():
     fields = set(ExperimentConfig.__dataclass_fields__)
     assert not fields & {"stage1_lr", "stage2_lr", "batch_size", "pretrained"}
-    assert len(ExperimentConfig().seeds) >= 8 and ExperimentConfig().stage0_seed == 42
+    assert len(ExperimentConfig().seeds) >= 6 and ExperimentConfig().stage0_seed == 42
     assert ForgettingArm().lr == RECIPE.stage2_lr
 
 
