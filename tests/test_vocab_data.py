@@ -29,6 +29,10 @@ def test_encode_decode_round_trip_and_errors():
     assert encode("what color ?") == [3, 4, 9]
     assert decode([START, 3, 4, 9, END, PAD]) == "what color ?"
     assert decode([START, 10], skip_special=False) == "<start> red"
+    labels = [-100, -100, 10, 13, END, -100]  # masked labels: dropped by default, shown as -100 in messages
+    assert decode(labels) == "red circle"
+    assert decode(labels, skip_special=False) == "-100 -100 red circle <end> -100"
+    assert decode([10, 99], skip_special=False) == "red <unk:99>"
     with pytest.raises(KeyError, match="purple"):
         encode("what purple ?")
 

@@ -48,11 +48,16 @@ def encode(text: str | Iterable[str], vocab: dict[str, int] = VOCAB) -> list[int
 
 
 def decode(ids: Sequence[int], skip_special: bool = True, tokens: Sequence[str] = EXTENDED_TOKENS) -> str:
-    """Turn token ids back into a space-separated string, dropping <pad>/<start>/<end> by default."""
+    """Token ids (or labels) as a space-separated string: the one way ids become text.
+
+    By default <pad>/<start>/<end> and masked labels (-100) are dropped; with skip_special=False
+    they are shown, -100 as "-100": [1, 10, 13, -100] -> "<start> red circle -100". An id outside
+    the vocabulary shows as "<unk:99>".
+    """
     words = []
     for i in ids:
         i = int(i)
-        if skip_special and i in SPECIAL_IDS:
+        if skip_special and (i in SPECIAL_IDS or i == IGNORE_INDEX):
             continue
-        words.append(tokens[i] if 0 <= i < len(tokens) else f"<unk:{i}>")
+        words.append(str(i) if i == IGNORE_INDEX else tokens[i] if 0 <= i < len(tokens) else f"<unk:{i}>")
     return " ".join(words)

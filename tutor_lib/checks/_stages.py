@@ -18,6 +18,7 @@ the training test grades the loop, and a wrong builder loses only its own test's
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import math
 import numbers
@@ -31,7 +32,7 @@ from ..batching import build_instruction_batch as _ref_instruction_batch
 from ..data import make_dataset
 from ..model import ModelConfig, MultimodalModel
 from ..model import set_stage as _ref_set_stage
-from ..vocab import END, ID_TO_TOKEN, IGNORE_INDEX, PAD
+from ..vocab import END, IGNORE_INDEX, PAD, decode
 from ._common import CheckError, fail, quiet, short
 from .trusted import cross_entropy, equal, rng
 from .trusted import manual_seed as _manual_seed
@@ -57,9 +58,8 @@ def silenced():
 
 # -- token rows in messages -----------------------------------------------------------------------
 
-def words(row: Sequence[int]) -> str:
-    """[1, 10, 13, -100] -> '<start> red circle -100'."""
-    return " ".join(str(t) if t == IGNORE_INDEX else ID_TO_TOKEN.get(int(t), f"<{int(t)}?>") for t in row)
+# [1, 10, 13, -100] -> '<start> red circle -100': vocab.decode, showing special tokens and -100
+words = functools.partial(decode, skip_special=False)
 
 
 def row_text(row: Sequence[int]) -> str:

@@ -14,9 +14,10 @@ from collections.abc import Mapping
 import torch
 
 from ..data import COLOR_RGB, QUESTIONS, shape_centers
-from ..vocab import COLORS, END, ID_TO_TOKEN, POSITIONS, QUESTION_TYPES, SHAPES, START, VOCAB
+from ..vocab import COLORS, END, POSITIONS, QUESTION_TYPES, SHAPES, START, VOCAB
 from . import trusted
 from ._common import allclose, call, equal, fail, passed, register, short
+from ._stages import words
 
 __all__ = ["check_draw_shape", "check_make_qa"]
 
@@ -168,10 +169,6 @@ def _expected_qa(color: str, shape: str, position: str, question_type: str) -> d
             "caption_tokens": [VOCAB[color], VOCAB[shape]]}
 
 
-def _words(ids: list[int]) -> str:
-    return " ".join(ID_TO_TOKEN.get(i, f"<{i}?>") for i in ids)
-
-
 def _qa_hint(key: str, received: list[int], expected: list[int], question_type: str) -> str:
     if START in received or END in received:
         return "no <start> or <end> here: the batch builders add them (notebooks 05 and 06)"
@@ -211,13 +208,13 @@ def check_make_qa(make_qa) -> None:
                             fail(where, f"a list {expected[key]}", f"the int {value}",
                                  "even a one-word answer is a list of token ids, e.g. [10]")
                         if not isinstance(value, list) or not all(type(t) is int for t in value):
-                            words = isinstance(value, list) and value and all(isinstance(t, str) for t in value)
+                            are_words = isinstance(value, list) and value and all(isinstance(t, str) for t in value)
                             fail(where, f"a list of ints {expected[key]}", short(value),
-                                 "token ids, not words: look each word up, VOCAB['red'] is 10" if words
+                                 "token ids, not words: look each word up, VOCAB['red'] is 10" if are_words
                                  else "a list of Python ints (token ids)")
                         if value != expected[key]:
-                            fail(where, f"{expected[key]} ({_words(expected[key])})",
-                                 f"{value} ({_words(value)})", _qa_hint(key, value, expected[key], question_type))
+                            fail(where, f"{expected[key]} ({words(expected[key])})",
+                                 f"{value} ({words(value)})", _qa_hint(key, value, expected[key], question_type))
                     count += 1
     passed("make_qa", f"question, answer and caption token ids right for all {count} "
            "(configuration, question type) pairs")

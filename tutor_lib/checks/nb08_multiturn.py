@@ -8,27 +8,15 @@ import torch
 
 from ..batching import build_conversation_batch as _reference
 from ..batching import build_instruction_batch as _one_turn
-from ..vocab import END, EXTENDED_TOKENS, EXTENDED_VOCAB, IGNORE_INDEX, PAD, START, encode
+from ..vocab import END, EXTENDED_VOCAB, IGNORE_INDEX, PAD, START, encode
 from ._common import call, expect_tensor, fail, passed, register, short
+from ._stages import words
 
 __all__ = ["check_build_conversation_batch", "expect_batch"]
 
 
 def _q(text: str) -> list[int]:
     return encode(text, EXTENDED_VOCAB)
-
-
-def _render(row: list[int]) -> str:
-    """Token ids as words, -100 shown as -100: '<start> what color ? red <end> ...'."""
-    words = []
-    for t in row:
-        if t == IGNORE_INDEX:
-            words.append("-100")
-        elif 0 <= t < len(EXTENDED_TOKENS):
-            words.append(EXTENDED_TOKENS[t])
-        else:
-            words.append(f"<{t}?>")
-    return "[" + " ".join(words) + "]"
 
 
 def _sequence(turns) -> tuple[list[int], list[bool], list[int]]:
@@ -49,7 +37,7 @@ def _diagnose_inputs(case: str, conversations, got: list[list[int]], want: list[
         tokens, _, turn_of = _sequence(conversations[b])
         real = len(tokens) - 1  # the unpadded length of this row
         g_real, tail = g[:real], g[real:]
-        expected, received = f"input_ids[{b}] = {_render(w)}", f"input_ids[{b}] = {_render(g)}"
+        expected, received = f"input_ids[{b}] = {words(w)}", f"input_ids[{b}] = {words(g)}"
         if g_real == w[:real] and tail[:1] == [END] and len(g) > len(w):
             hint = "the final <end> is only a label: the input stops after the last answer (sequence[:-1])"
         elif g_real == w[:real] and tail[:1] == [END] and all(t == PAD for t in tail[1:]):
@@ -76,7 +64,7 @@ def _diagnose_labels(case: str, conversations, got: list[list[int]], want: list[
             continue
         tokens, supervised, turn_of = _sequence(conversations[b])
         real = len(tokens) - 1
-        expected, received = f"labels[{b}] = {_render(w)}", f"labels[{b}] = {_render(g)}"
+        expected, received = f"labels[{b}] = {words(w)}", f"labels[{b}] = {words(g)}"
         targets = tokens[1:]
         unshifted = [t if s else IGNORE_INDEX for t, s in zip(tokens[:-1], supervised[1:])]
         unshifted_2 = [t if s else IGNORE_INDEX for t, s in zip(tokens[:-1], supervised[:-1])]
@@ -135,7 +123,7 @@ def expect_batch(case: str, build_conversation_batch, conversations, expected_id
         _diagnose_inputs(f"{case}: input_ids", conversations, got_ids, expected_ids)
         longest = max(range(len(expected_ids)), key=lambda b: len(_sequence(conversations[b])[0]))
         fail(f"{case}: input_ids", f"shape {shape}: pad to the longest conversation, whose input has {shape[1]} tokens "
-             f"{_render(expected_ids[longest])}", f"shape {tuple(input_ids.shape)}",
+             f"{words(expected_ids[longest])}", f"shape {tuple(input_ids.shape)}",
              "input = <start> q1 a1 <end> q2 a2 <end> ... qn an (no final <end>), padded on the right")
     if tuple(labels.shape) != shape:
         fail(f"{case}: labels", f"shape {shape}, the same as input_ids", f"shape {tuple(labels.shape)}",
