@@ -147,15 +147,17 @@ def fill_in(release: Path, solution: Path, out: Path) -> None:
 
 
 def colab_runtime(tmp_path: Path) -> Path:
-    """A venv with what Colab preinstalls (torch, numpy, matplotlib, tqdm, ipykernel), a stub google.colab, no tutor_lib."""
+    """A venv with what Colab preinstalls (torch, numpy, matplotlib, tqdm, ipykernel, ipywidgets) and a stub
+    google.colab, without tutor_lib."""
     import torch
 
     venv = tmp_path / "colab"
     subprocess.run([sys.executable, "-m", "venv", venv], check=True)
     python = venv / "bin" / "python"
     pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
-    subprocess.run([*pip, f"torch=={torch.__version__.split('+')[0]}", "numpy", "matplotlib", "tqdm", "ipykernel"],
-                   check=True, timeout=900)
+    subprocess.run([*pip, "pip>=24"], check=True, timeout=300)  # Colab's pip is recent; pip < 24 rejects "name @ git+file://"
+    subprocess.run([*pip, f"torch=={torch.__version__.split('+')[0]}", "numpy", "matplotlib", "tqdm", "ipykernel",
+                    "ipywidgets"], check=True, timeout=900)
     site = Path(subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
                                capture_output=True, text=True, check=True).stdout.strip())
     (site / "google" / "colab").mkdir(parents=True)
@@ -185,16 +187,28 @@ def test_a_colab_runtime_installs_the_course_at_its_ref_and_runs_the_notebooks(t
     shutil.copy(copy / "solutions/05_stage1/05_stage1.ipynb", content / "05_stage1.ipynb")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}  # as a student's runtime: no settings
     env["JUPYTER_PATH"] = str(tmp_path / "jupyter" / "share" / "jupyter")
-    for name in ("01_loss", "05_stage1"):
+
+    def execute(name: str, *options: str) -> list[dict]:
         run = subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute", "--inplace",
-                              "--ExecutePreprocessor.kernel_name=colab", "--ExecutePreprocessor.timeout=900",
+                              "--ExecutePreprocessor.kernel_name=colab", "--ExecutePreprocessor.timeout=900", *options,
                               content / f"{name}.ipynb"], cwd=content, env=env, capture_output=True, text=True)
         assert run.returncode == 0, run.stderr[-3000:]
-    outputs = [o.get("text", "") for c in nbformat.read(content / "01_loss.ipynb", as_version=4).cells
-               if c.get("id") == "setup" for o in c.outputs]
-    assert any("Installed tutor_lib from git+file://" in text for text in outputs), outputs
+        cells = nbformat.read(content / f"{name}.ipynb", as_version=4).cells
+        return [o for c in cells if c.get("id") == "setup" for o in c.outputs]
+
+    assert any("Installed tutor_lib from git+file://" in o.get("text", "") for o in execute("01_loss"))
+    execute("05_stage1")
+    setup = next(c for c in nbformat.read(content / "01_loss.ipynb", as_version=4).cells if c.get("id") == "setup")
+    for name, source in (("again", setup.source), ("wrong_ref", setup.source.replace("@colab-test", "@no-such-ref"))):
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source, id="setup")]),
+                       content / f"{name}.ipynb")
+    again = execute("again")
+    assert again[0]["text"].startswith(f"tutor_lib is installed from git+file://{copy}@colab-test\n")  # no second install
+    wrong = execute("wrong_ref", "--allow-errors")
+    assert [o.get("ename") for o in wrong] == ["SystemExit"] and "@no-such-ref" in wrong[0]["evalue"]
+    assert "Could not install tutor_lib" in wrong[0]["evalue"] and "\n" not in wrong[0]["evalue"]
     where = "import importlib.metadata as m; print(m.distribution('tutor-lib').read_text('direct_url.json'))"
-    direct = subprocess.run([python, "-c", where], capture_output=True, text=True, check=True).stdout
+    direct = subprocess.run([python, "-c", where], cwd=content, capture_output=True, text=True, check=True).stdout
     installed = json.loads(direct)
     assert installed["url"] == repo and installed["vcs_info"]["requested_revision"] == "colab-test"
     assert subprocess.run(version, capture_output=True, text=True, check=True).stdout == before  # torch untouched
