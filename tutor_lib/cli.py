@@ -40,7 +40,7 @@ def _add_run(sub) -> None:
     p.add_argument("--stage1-epochs", type=_non_negative_int, default=None, help="default 30 (2 with --quick)")
     p.add_argument("--stage2-epochs", type=_non_negative_int, default=None, help="default 50 (3 with --quick)")
     p.add_argument("--output", default="outputs", help="folder for figures and report.json (default outputs/)")
-    p.add_argument("--quick", action="store_true", help="a few-second smoke run on a small dataset")
+    p.add_argument("--quick", action="store_true", help="a few-second smoke run on a small dataset (also when TUTOR_QUICK=1)")
     p.add_argument("--from-scratch", action="store_true",
                    help="skip stage 0: a random vision encoder and language model, as in the seed notebook")
     p.add_argument("--stage0-seed", type=_non_negative_int, default=42,
@@ -71,13 +71,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from .distributed import launched_by_torchrun, run_distributed
     from .pipeline import RunConfig, run_pipeline
+    from .runtime import quick_mode
 
     if args.nproc > 1 and not launched_by_torchrun():
         return _torchrun(args)
 
     cfg = RunConfig(seed=args.seed, device=args.device, output=args.output, progress=not args.no_progress,
                     from_scratch=args.from_scratch, stage0_seed=args.stage0_seed)
-    if args.quick:
+    if args.quick or quick_mode():  # one switch to run small: --quick here, TUTOR_QUICK=1 everywhere
         cfg = cfg.quick()
     epochs = {name: getattr(args, name) for name in ("stage1_epochs", "stage2_epochs") if getattr(args, name) is not None}
     (run_distributed if launched_by_torchrun() else run_pipeline)(replace(cfg, **epochs))
