@@ -61,6 +61,12 @@ def test_the_setting_round_trips_through_pyproject(tmp_path):
     assert read_source(tmp_path, origin=False) == CourseSource("https://gitlab.com/t/c", "v2")
 
 
+def test_a_course_without_pyproject_has_no_setting_until_one_is_given(tmp_path):
+    assert read_source(tmp_path, origin=False) == CourseSource()
+    write_source(tmp_path, FORK)
+    assert read_source(tmp_path, origin=False) == FORK
+
+
 def test_a_github_origin_is_the_default(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[project]\nname = "x"\n')
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)

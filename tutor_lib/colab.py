@@ -55,7 +55,8 @@ _SECTION = "[tool.tutor]"
 
 def read_source(root: Path, origin: bool = True) -> CourseSource:
     """The course's setting from pyproject.toml; an empty repo_url falls back to a GitHub `origin` remote."""
-    text = (root / "pyproject.toml").read_text(encoding="utf-8")
+    path = root / "pyproject.toml"
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     values = dict(re.findall(r'^(repo_url|ref)\s*=\s*"([^"]*)"', _section(text), flags=re.M))
     source = CourseSource(values.get("repo_url", ""), values.get("ref") or "main")
     if origin and not source.repo_url and CourseSource(_origin(root)).github:
@@ -66,7 +67,7 @@ def read_source(root: Path, origin: bool = True) -> CourseSource:
 def write_source(root: Path, source: CourseSource) -> None:
     """Store the setting in pyproject.toml's [tool.tutor] section (created when missing)."""
     path = root / "pyproject.toml"
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     body = (f'# Where Colab notebooks install tutor_lib from; set with `tutor release --repo-url URL --ref REF`.\n'
             f'repo_url = "{source.repo_url}"\nref = "{source.ref}"\n')
     old = _section(text)
@@ -139,15 +140,15 @@ def setup_source(cell_source: str, source: CourseSource) -> str:
 
 
 def rewrite_setup_cells(notebooks: list[Path], source: CourseSource) -> list[Path]:
-    """Regenerate the install block of each notebook's `setup` cell; returns the notebooks that changed."""
+    """Regenerate the install block of each notebook's `setup` cell (if any); returns the notebooks that changed."""
     import nbformat
 
     changed = []
     for path in notebooks:
         nb = nbformat.read(path, as_version=4)
         cells = [c for c in nb.cells if c.get("id") == "setup"]
-        if not cells:
-            raise ValueError(f"{path}: no cell with id 'setup'")
+        if not cells:  # not one of the course's notebooks: nothing to install from
+            continue
         new = setup_source(cells[0].source, source)
         if new != cells[0].source:
             cells[0].source = new
