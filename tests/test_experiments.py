@@ -43,7 +43,7 @@ from tutor_lib.experiments import (
 from tutor_lib.model import set_stage
 from tutor_lib.pretrain import lm_pretraining_loss, make_text_corpus, text_loss
 from tutor_lib.stats import describe, mean_interval, paired_bootstrap, verdict
-from tutor_lib.train import RECIPE, caption_tensors, instruction_tensors
+from tutor_lib.train import RECIPE, instruction_tensors
 from tutor_lib.vocab import IGNORE_INDEX, PAD
 
 matplotlib.use("Agg")

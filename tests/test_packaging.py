@@ -21,7 +21,8 @@ def _name(requirement: str) -> str:
 
 
 def _spec(requirement: str) -> str:
-    return requirement.split(";")[0].strip()[len(_name(requirement)):].replace(" ", "")
+    spec = requirement.split(";")[0].strip()[len(_name(requirement)):].replace(" ", "")
+    return re.sub(r"^\[[^\]]*\]", "", spec)  # pip extras such as psycopg[binary]: conda packages have none
 
 
 def pyproject_requirements() -> dict[str, str]:

@@ -6,13 +6,12 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from tutor_lib.data import make_dataset  # noqa: E402
 from tutor_lib.model import ModelConfig, MultimodalModel  # noqa: E402
-from tutor_lib.plots import plot_ablation, plot_causal_mask, plot_loss_curves, plot_predictions, plot_samples  # noqa: E402
+from tutor_lib.plots import plot_causal_mask, plot_loss_curves, plot_predictions, plot_samples  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -45,9 +44,7 @@ def test_prediction_grid_colours_by_correctness():
     plot_predictions(model, ds, n=2)  # computes its own answers
 
 
-def test_causal_mask_and_ablation_figures():
+def test_causal_mask_figure():
     fig = plot_causal_mask(4, ["<start>", "what", "color", "?"])
     image = fig.axes[0].images[0].get_array()
     assert image.shape == (8, 8) and image[0, 1] == 0 and image[7, 0] == 1
-    fig = plot_ablation([60, 150], {"two-stage": np.array([[0.5, 0.9], [0.6, 1.0]])}, "n", "acc", "t")
-    assert "mean of 2 seeds" in fig.axes[0].get_legend().get_texts()[0].get_text()

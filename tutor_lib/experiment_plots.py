@@ -106,7 +106,7 @@ def plot_differences(comparisons: Mapping[str, tuple[np.ndarray, np.ndarray]], t
     """One row per comparison {label: (a, b)} of per-seed values: a dot per seed for a - b, the mean and its interval."""
     scale = 100.0 if percent else 1.0
     fig, ax = plt.subplots(figsize=(8.5, 0.55 * len(comparisons) + 1.4))
-    for row, (label, (a, b)) in enumerate(reversed(list(comparisons.items()))):
+    for row, (a, b) in enumerate(reversed(list(comparisons.values()))):
         d = scale * (np.asarray(a, dtype=float) - np.asarray(b, dtype=float))
         mean, low, high = (scale * v for v in paired_bootstrap(a, b))
         ax.scatter(d, np.full(len(d), row), color="tab:blue", s=12, alpha=0.6, zorder=3)

@@ -28,7 +28,6 @@ import torch
 import torch.nn as nn
 
 from .augment import HFLIP_POSITION, hflip_dataset
-from .batching import build_instruction_batch
 from .data import HELD_OUT_CONFIGS, TRAIN_CONFIGS, ShapesDataset, make_splits
 from .evaluate import answer_questions, generate
 from .losses import masked_mean_nll
@@ -269,7 +268,7 @@ def _pad_cat(parts: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.
     """Stack (input_ids, labels) pairs of different lengths, padding with PAD and IGNORE_INDEX."""
     length = max(ids.shape[1] for ids, _ in parts)
     ids = torch.cat([nn.functional.pad(i, (0, length - i.shape[1]), value=PAD) for i, _ in parts])
-    labels = torch.cat([nn.functional.pad(l, (0, length - l.shape[1]), value=IGNORE_INDEX) for _, l in parts])
+    labels = torch.cat([nn.functional.pad(lab, (0, length - lab.shape[1]), value=IGNORE_INDEX) for _, lab in parts])
     return ids, labels
 
 

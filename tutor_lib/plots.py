@@ -92,23 +92,3 @@ def plot_causal_mask(num_patches: int, text_tokens: Sequence[str]) -> Figure:
     ax.set_title("Causal mask: each position sees itself and everything before it")
     fig.tight_layout()
     return fig
-
-
-def plot_ablation(x: Sequence, runs: dict[str, np.ndarray], xlabel: str, ylabel: str, title: str,
-                  log_x: bool = False) -> Figure:
-    """Mean and min-max band over seeds: runs = {label: array (num_seeds, len(x))}."""
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for label, values in runs.items():
-        values = np.asarray(values, dtype=float)
-        mean = values.mean(0)
-        ax.plot(x, mean, marker="o", label=f"{label} (mean of {len(values)} seeds)")
-        ax.fill_between(x, values.min(0), values.max(0), alpha=0.2)
-    if log_x:
-        ax.set_xscale("log")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
-    return fig
