@@ -32,6 +32,10 @@ c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 c.Execute.timeout = 120
 c.ExecutePreprocessor.timeout = 120
 c.GuardedExecute.interrupt_grace = 10
+# How long to wait for a cell's last output after it finishes. nbclient's default of 4 s crashed a
+# whole Validate run on a busy machine after a cell was interrupted; 30 s costs nothing when quiet.
+c.Execute.iopub_timeout = 30
+c.ExecutePreprocessor.iopub_timeout = 30
 
 # Output limits: lines per cell and traceback lines (nbgrader), characters per cell while it runs
 # (GuardedExecute: an endless print loop cannot fill the grader's memory).
