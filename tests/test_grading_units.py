@@ -506,3 +506,29 @@ def test_code_that_reads_the_test_cells_is_flagged():
                                     "review by hand: cell f uses f_code", "review by hand: cell demo imports inspect",
                                     "review by hand: cell demo uses user_ns", "review by hand: cell demo names '_ih'",
                                     "review by hand: cell demo reads In (the cells' source)"]), notes
+
+
+def test_only_the_answers_that_changed_are_reviewed_again(tmp_path):
+    """A changed written answer flags itself only; a changed code cell flags every code grade (tests depend on it)."""
+    import nbformat
+
+    from tutor_lib.grading.runner import _changed
+
+    def notebook(folder, why_a: str, why_b: str, code: str):
+        cells = [nbformat.v4.new_markdown_cell(why_a, id="why_a"), nbformat.v4.new_markdown_cell(why_b, id="why_b"),
+                 nbformat.v4.new_code_cell(code, id="double"), nbformat.v4.new_code_cell("check(double)", id="test_double")]
+        for cell in cells:
+            cell.metadata["nbgrader"] = {"grade_id": cell.id}
+        path = folder / "autograded" / "ann" / "hw" / "hw.ipynb"
+        path.parent.mkdir(parents=True)
+        nbformat.write(nbformat.v4.new_notebook(cells=cells), path)
+
+    graded, regraded = tmp_path / "course", tmp_path / "run"
+    job = {"student": "ann", "assignment": "hw", "course": str(regraded)}
+    assert _changed(graded, job) is None  # never graded here: every manual score is reviewed again
+    notebook(graded, "Because.", "Since.", "def double(x): return 2 * x")
+    notebook(regraded, "Because, as I now say.", "Since.", "def double(x): return 2 * x")
+    assert _changed(graded, job) == {"why_a"}
+    (regraded / "autograded").rename(tmp_path / "old")
+    notebook(regraded, "Because.", "Since.", "def double(x): return x + x")
+    assert _changed(graded, job) == {"double", "test_double"}

@@ -144,19 +144,21 @@ def read_autogrades(db_url: str, assignment: str, student: str) -> dict:
         return result
 
 
-def merge_result(gb: Gradebook, assignment: str, student: str, result: dict | None, changed: bool = True) -> list[str]:
+def merge_result(gb: Gradebook, assignment: str, student: str, result: dict | None,
+                 changed: bool | set[str] = True) -> list[str]:
     """Write one worker's autogrades into the course gradebook (None: the submission could not be graded).
 
     Only automatic scores are written: a grader's manual scores and comments survive a regrade. A manual
     score stays reviewed (formgrader shows nothing to grade) when the answers did not change, and is
-    flagged for review again when they did (`changed`); returns the grade ids flagged again.
+    flagged for review again when they did (`changed`: all answers, none, or a set of grade ids);
+    returns the grade ids flagged again.
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission trips SQLAlchemy's autoflush warning
         return _merge(gb, assignment, student, result, changed)
 
 
-def _merge(gb: Gradebook, assignment: str, student: str, result: dict | None, changed: bool) -> list[str]:
+def _merge(gb: Gradebook, assignment: str, student: str, result: dict | None, changed: bool | set[str]) -> list[str]:
     gb.update_or_create_student(student)
     try:
         submission = gb.find_submission(assignment, student)
@@ -176,7 +178,7 @@ def _merge(gb: Gradebook, assignment: str, student: str, result: dict | None, ch
         grade.auto_score = item["auto_score"]
         if grade.manual_score is None:
             grade.needs_manual_grade = bool(item["needs_manual_grade"])
-        elif changed and not grade.needs_manual_grade:
+        elif (changed if isinstance(changed, bool) else grade.name in changed) and not grade.needs_manual_grade:
             grade.needs_manual_grade = True
             reflagged.append(grade.name)
     for item in result["comments"]:

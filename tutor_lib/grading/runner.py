@@ -178,23 +178,31 @@ def _select(root: Path, students: list[str] | None, assignments: list[str] | Non
     return known, all_pairs, pairs, skipped
 
 
-def _answers(path: Path) -> dict[str, str] | None:
-    """{grade_id: source} of a notebook's nbgrader cells (the student's answers and the tests); None if absent."""
+def _answers(path: Path) -> dict[str, tuple[str, str]] | None:
+    """{grade_id: (cell_type, source)} of a notebook's nbgrader cells (answers and tests); None if absent."""
     try:
         nb = nbformat.read(path, as_version=4)
     except (OSError, ValueError):
         return None
-    return {cell.metadata["nbgrader"]["grade_id"]: cell.source for cell in nb.cells
+    return {cell.metadata["nbgrader"]["grade_id"]: (cell.cell_type, cell.source) for cell in nb.cells
             if cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")}
 
 
-def _changed(root: Path, job: dict) -> bool:
-    """Whether the submission's answers differ from those graded last time here (True if unknown): a
-    grader's manual scores stand for a regrade of the same answers and are flagged for review otherwise."""
+def _changed(root: Path, job: dict) -> set[str] | None:
+    """The grade ids whose answers differ from those graded last time here (None: unknown, so all of them).
+
+    A written answer counts as changed when its own cell did; any changed code cell changes every code
+    grade (a test's score depends on all the code before it). A grader's manual scores stand for a
+    regrade of the same answers and are flagged for review otherwise."""
     name = f"{job['assignment']}.ipynb"
     before = _answers(root / "autograded" / job["student"] / job["assignment"] / name)
     after = _answers(Path(job["course"]) / "autograded" / job["student"] / job["assignment"] / name)
-    return before is None or before != after
+    if before is None or after is None:
+        return None
+    changed = {grade_id for grade_id, cell in after.items() if before.get(grade_id) != cell}
+    if any(after[grade_id][0] == "code" for grade_id in changed):
+        changed |= {grade_id for grade_id, (kind, _) in after.items() if kind == "code"}
+    return changed
 
 
 def report_entries(gb, pairs: list[tuple[str, str]], info: dict, previous: dict, results: dict | None = None) -> dict:
@@ -283,9 +291,10 @@ def _grade(root, started, known, all_pairs, pairs, skipped, workers, db_url, tim
             with tqdm(total=len(jobs), desc="grading", unit="notebook", disable=not progress, leave=False) as bar:
                 for job, result in _run_workers(jobs, workers, timeout, root / ".nbgrader.log"):
                     key = (job["student"], job["assignment"])
-                    changed = result["status"] == GRADED and _changed(root, job)
+                    changed = _changed(root, job) if result["status"] == GRADED else set()  # before _publish
                     _publish(root, job, result)
-                    reflagged = merge_result(gb, key[1], key[0], result if result["status"] == GRADED else None, changed)
+                    reflagged = merge_result(gb, key[1], key[0], result if result["status"] == GRADED else None,
+                                             True if changed is None else changed)
                     if reflagged:
                         result["notes"].append(f"the answers changed since they were graded by hand: review "
                                                f"{', '.join(reflagged)} in formgrader")
