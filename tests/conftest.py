@@ -30,3 +30,15 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def root() -> Path:
     return ROOT
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread, as tutor_lib.setup gives the notebooks: the hidden test cells train tiny models outside
+    the checks, and two threads on a busy machine made them several times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

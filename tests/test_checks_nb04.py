@@ -17,15 +17,7 @@ from tutor_lib.checks import CheckError, check_clip_loss, check_lm_pretraining_l
 from tutor_lib.losses import masked_mean_nll
 from tutor_lib.vocab import IGNORE_INDEX
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread, as tutor_lib.setup gives the notebooks: the hidden test cells train tiny models outside
-    the checks, and two threads on a busy machine made them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the notebooks run (tests/conftest.py)
 
 
 # -- clip_loss: correct variants --------------------------------------------------------------------

@@ -18,14 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "solutions" / "06_stage2" / "06_stage2.ipynb"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One CPU thread, as tutor_lib.setup gives the notebooks: the hidden test cells train tiny models outside
-    the checks, and two threads on a busy machine made them several times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # as the notebooks run (tests/conftest.py)
 
 
 # -- build_instruction_batch ------------------------------------------------------------------------
