@@ -59,8 +59,9 @@ def read_source(root: Path, origin: bool = True) -> CourseSource:
     text = path.read_text(encoding="utf-8") if path.exists() else ""
     values = dict(re.findall(r'^(repo_url|ref)\s*=\s*"([^"]*)"', _section(text), flags=re.M))
     source = CourseSource(values.get("repo_url", ""), values.get("ref") or "main")
-    if origin and not source.repo_url and CourseSource(_origin(root)).github:
-        source = CourseSource(_origin(root), source.ref)
+    if origin and not source.repo_url:
+        remote = CourseSource(_origin(root), source.ref)
+        source = remote if remote.github else source
     return source
 
 
