@@ -66,6 +66,13 @@ def instruction_tensors(dataset) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
     return (_images(dataset), *build_instruction_batch(questions, answers))
 
 
+def next_token_loss(model: MultimodalModel, images: torch.Tensor, input_ids: torch.Tensor,
+                    labels: torch.Tensor) -> torch.Tensor:
+    """The masked next-token loss of a batch: the logit at position N + t predicts label t."""
+    logits = model(images, input_ids)  # (B, N + L, V): N visual tokens, then L text tokens
+    return masked_mean_nll(logits[:, model.num_patches :], labels)  # text positions only
+
+
 def fit(
     model: MultimodalModel,
     images: torch.Tensor,
@@ -112,8 +119,7 @@ def fit(
         batches = min(per_epoch, remaining)
         for start in range(0, batches * batch_size, batch_size):
             idx = order[start : start + batch_size]
-            logits = model(images[idx], input_ids[idx])  # (B, N + L, V)
-            loss = masked_mean_nll(logits[:, model.num_patches :], labels[idx])  # text positions only
+            loss = next_token_loss(model, images[idx], input_ids[idx], labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()

@@ -20,10 +20,11 @@ import os
 import textwrap
 import types
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
+from .effects import effect_line
 from .trusted import WATCHED, allclose, cross_entropy, equal, isfinite, log_softmax  # noqa: F401 (re-exported)
 
 _ORIGINAL_CHECKS: dict[str, Callable] = {}
@@ -78,11 +79,23 @@ class CheckError(AssertionError):
         return lines
 
 
-def fail(case: str, expected: object, received: object, hint: str = "") -> None:
-    """Raise CheckError with the standard four-part message (never chained to the error being handled)."""
+def fail(case: str, expected: object, received: object, hint: str = "", matches: Sequence = ()) -> None:
+    """Raise CheckError with the standard message (never chained to the error being handled).
+
+    case / expected / received / hint; with `matches` (catalogue mistakes whose output is exactly
+    the received one, see _mistakes.py) also a `matches:` line naming each, the hint of the first
+    instead of `hint`, and an `effect:` line with what that mistake did to a trained model.
+    """
     message = f"\n  case:     {case}\n  expected: {expected}\n  received: {received}"
+    effect = ""
+    if matches:
+        message += "\n  matches:  " + "\n            ".join(m.name for m in matches)
+        hint = matches[0].hint
+        effect = next((line for m in matches if m.effect and (line := effect_line(m.effect))), "")
     if hint:
         message += f"\n  hint:     {hint}"
+    if effect:
+        message += f"\n  effect:   {effect}"
     raise CheckError(message) from None
 
 
