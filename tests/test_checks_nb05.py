@@ -86,31 +86,104 @@ def test_caption_batch_accepts(fn, capsys):
     assert_accepts(check_build_caption_batch, fn, capsys, "build_caption_batch", only_output=False)
 
 
-@pytest.mark.parametrize("fn, message", [
-    (caption_unshifted, "labels not shifted"),
-    (caption_no_end, "<end> missing"),
-    (caption_labels_padded_with_pad, "pad labels with IGNORE_INDEX (-100), not PAD (0)"),
-    (caption_inputs_padded_with_ignore, "pad inputs with PAD (0)"),
-    (caption_end_in_inputs, "shape (1, 3)"),
-    (caption_mutates, "do not change the caller's lists"),
-    (caption_float, "dtype torch.int64 (long)"),
-    (caption_lists, "a torch.Tensor"),
+def caption_labels_copy_inputs(captions):
+    ids, _ = caption_loop(captions)
+    return ids, ids.clone()
+
+
+def caption_padding_swapped(captions):
+    return _padded([[START, *c] for c in captions], IGNORE_INDEX), _padded([[*c, END] for c in captions], PAD)
+
+
+def caption_no_start(captions):
+    width = max(len(c) for c in captions) + 1
+    ids = torch.full((len(captions), width), PAD, dtype=torch.long)
+    labels = torch.full((len(captions), width), IGNORE_INDEX, dtype=torch.long)
+    for i, c in enumerate(captions):
+        ids[i, : len(c)] = torch.tensor(c)
+        labels[i, : len(c) + 1] = torch.tensor([*c, END])
+    return ids, labels
+
+
+def caption_swapped(captions):
+    """sequence[1:] as the input, sequence[:-1] as the labels."""
+    rows = [[START, *c, END] for c in captions]
+    return _padded([r[1:] for r in rows], PAD), _padded([r[:-1] for r in rows], IGNORE_INDEX)
+
+
+def caption_left_padded(captions):
+    width = max(len(c) for c in captions) + 1
+    ids = [[PAD] * (width - len(c) - 1) + [START, *c] for c in captions]
+    labels = [[IGNORE_INDEX] * (width - len(c) - 1) + [*c, END] for c in captions]
+    return torch.tensor(ids), torch.tensor(labels)
+
+
+# -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
+
+def caption_sorted_by_length(captions):
+    """Sorts the batch longest first: every row right, in the wrong order."""
+    return caption_loop(sorted(captions, key=len, reverse=True))
+
+
+def caption_labels_padded_with_end(captions):
+    return _padded([[START, *c] for c in captions], PAD), _padded([[*c, END] for c in captions], END)
+
+
+def caption_too_narrow(captions):
+    """Pads to the longest caption, not the longest caption + 1: the longest row loses its last token."""
+    width = max(len(c) for c in captions)
+    return (_padded([[START, *c][:width] for c in captions], PAD),
+            _padded([[*c, END][:width] for c in captions], IGNORE_INDEX))
+
+
+def caption_reversed(captions):
+    return caption_loop([c[::-1] for c in captions])
+
+
+@pytest.mark.parametrize("fn, message, names", [
+    (caption_unshifted, "labels not shifted", "labels not shifted: labels = <start> + caption"),
+    (caption_no_end, "<end> missing", "<end> missing from the labels"),
+    (caption_labels_padded_with_pad, "pad the labels with IGNORE_INDEX (-100)",
+     "labels padded with PAD (0) instead of -100"),
+    (caption_inputs_padded_with_ignore, "pad input_ids with PAD (0)", "input_ids padded with -100 instead of PAD (0)"),
+    (caption_end_in_inputs, "shape (1, 3)", "<end> in the inputs: input_ids = <start> + caption + <end>"),
+    (caption_mutates, "do not change the caller's lists", "the caller's captions changed: caption.append(END)"),
+    (caption_float, "dtype torch.int64 (long)", None),
+    (caption_lists, "a torch.Tensor", None),
+    (caption_labels_copy_inputs, "labels are caption + <end>", "labels are a copy of input_ids"),
+    (caption_padding_swapped, "pad input_ids with PAD (0) and labels with IGNORE_INDEX (-100)",
+     "padding values swapped: input_ids padded with -100, labels with PAD (0)"),
+    (caption_no_start, "starts with <start>", "<start> missing from the inputs"),
+    (caption_swapped, "input_ids = sequence[:-1]", "input_ids and labels swapped"),
+    (caption_left_padded, "pad on the right", "rows padded on the left"),
+    (caption_sorted_by_length, "input_ids[0] for caption [12, 14]", None),
+    (caption_labels_padded_with_end, "labels[0] for caption [12, 14]", None),
+    (caption_too_narrow, "received: shape (1, 2)", None),
+    (caption_reversed, "the first difference is at position 1", None),
 ])
-def test_caption_batch_rejects(fn, message):
-    assert_rejects(check_build_caption_batch, fn, message, parts=("expected:", "received:", "hint:"))
+def test_caption_batch_rejects(fn, message, names):
+    assert_rejects(check_build_caption_batch, fn, message, parts=("expected:", "received:", "hint:"), names=names)
+
+
+def test_caption_batch_names_both_unshifted_mistakes_when_there_is_no_padding():
+    """With no padding, labels = <start> + caption and labels = input_ids are the same batch: both are named."""
+    message = assert_rejects(check_build_caption_batch, caption_unshifted, names=(
+        "labels are a copy of input_ids", "labels not shifted: labels = <start> + caption"))
+    assert message.index("labels are a copy of input_ids") < message.index("labels not shifted")
 
 
 # -- train_stage1 -----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("builder, message", [
     (caption_no_end, "<end> missing"),
-    (lambda captions: caption_loop([c[::-1] for c in captions]), "input_ids[0] for caption [10, 13]"),
+    (caption_reversed, "input_ids[0] for caption [10, 13]"),
 ], ids=["no-end", "reversed"])
 def test_a_wrong_caption_builder_costs_only_its_own_test(builder, message, capsys):
     """The training test runs the loop on tutor_lib's build_caption_batch: a right loop passes with a wrong builder."""
     namespace = _notebook_namespace()
     namespace["build_caption_batch"] = builder
-    assert_rejects(check_build_caption_batch, builder, message, parts=("expected:", "received:"))
+    names = "<end> missing from the labels" if builder is caption_no_end else None
+    assert_rejects(check_build_caption_batch, builder, message, parts=("expected:", "received:"), names=names)
     assert_accepts(check_train_stage1, namespace["train_stage1"], capsys, "train_stage1", only_output=False)
     exec(_cell("test_train_stage1"), namespace)  # the hidden test case too
     assert "✓ train_stage1" in capsys.readouterr().out

@@ -1,54 +1,189 @@
 """Checks for notebook 05_stage1: build_caption_batch and train_stage1.
 
 build_caption_batch is compared token for token with the layout of the exercise on batches of
-equal and of different lengths, and must leave the caller's lists alone. train_stage1 runs on a
-tiny model (see _stages.py): with lr=0 its reported loss must be the masked mean loss to 1e-4,
-it returns one value per epoch, and only the projector's weights may change.
+equal and of different lengths, and must leave the caller's lists alone. When a batch is wrong,
+the catalogue of mistakes below runs on the same captions and the message names every mistake
+whose (input_ids, labels) are exactly the student's (see _mistakes.py); otherwise it says only
+what was expected. train_stage1 runs on a tiny model (see _stages.py): with lr=0 its reported
+loss must be the masked mean loss to 1e-4, it returns one value per epoch, and only the
+projector's weights may change.
 """
 
 from __future__ import annotations
 
 import copy
+import operator
+from collections.abc import Callable, Sequence
 
 import torch
 
 from ..vocab import END, IGNORE_INDEX, PAD, START, VOCAB
 from . import trusted
-from ._common import call, fail, passed, register
-from ._stages import check_training, expect_batch_tensors, first_bad_row, row_text
+from ._common import call, fail, passed, register, short
+from ._mistakes import Mistake, catalogue, matching
+from ._stages import check_training, row_text
 
 __all__ = ["check_build_caption_batch", "check_train_stage1"]
 
 
+# -- comparing whole batches (also used by the checks of 06 and 08) ----------------------------------
+
+def padded(rows: Sequence[Sequence[int]], value: int, width: int | None = None, left: bool = False) -> torch.Tensor:
+    """Rows padded with `value` to `width` (default: the longest row) -> a (B, width) long tensor."""
+    width = max(len(r) for r in rows) if width is None else width
+    fill = [[value] * (width - len(r)) for r in rows]
+    return trusted.tensor([f + list(r) if left else list(r) + f for r, f in zip(rows, fill)], dtype=torch.long)
+
+
+def pair(ids_rows, label_rows, id_pad: int = PAD, label_pad: int = IGNORE_INDEX, left: bool = False):
+    """(input_ids, labels): both padded to the longest row of either, inputs with id_pad, labels with label_pad."""
+    width = max(len(r) for r in [*ids_rows, *label_rows])
+    return padded(ids_rows, id_pad, width, left), padded(label_rows, label_pad, width, left)
+
+
+def same_output(received: object, theirs: object) -> bool:
+    """Exactly the same value: the same types, and for tensors the same dtype, shape and values."""
+    if isinstance(received, torch.Tensor) or isinstance(theirs, torch.Tensor):
+        return (isinstance(received, torch.Tensor) and isinstance(theirs, torch.Tensor)
+                and received.dtype == theirs.dtype and received.shape == theirs.shape
+                and bool(trusted.equal(received.detach().cpu(), theirs.detach().cpu())))
+    if isinstance(received, (list, tuple)):
+        return (type(received) is type(theirs) and len(received) == len(theirs)
+                and all(same_output(r, t) for r, t in zip(received, theirs)))
+    return type(received) is type(theirs) and received == theirs
+
+
+def same_batch(received: object, theirs: object) -> bool:
+    """The same (input_ids, labels), whether returned as a tuple or a list."""
+    if not (isinstance(received, (tuple, list)) and isinstance(theirs, (tuple, list))):
+        return False
+    return same_output(tuple(received), tuple(theirs))
+
+
+def batch_matches(mistakes, args: tuple, result: object) -> list[Mistake]:
+    """The mistakes that return exactly `result` on fresh copies of `args`."""
+    return matching(mistakes, lambda fn: fn(*copy.deepcopy(args)), result, same_batch)
+
+
+def mutation_matches(mistakes, args: tuple, after: object) -> list[Mistake]:
+    """The mistakes that leave fresh copies of `args` exactly as the student's function left them (`after`)."""
+    def arguments_after(fn: Callable) -> tuple:
+        given = copy.deepcopy(args)
+        fn(*given)
+        return given
+
+    return matching(mistakes, arguments_after, after, operator.eq)
+
+
+def first_difference(got: list[int], want: list[int]) -> str:
+    """An observation: where two token rows first differ."""
+    t = next((i for i, (g, w) in enumerate(zip(got, want)) if g != w), min(len(got), len(want)))
+    g = got[t] if t < len(got) else "nothing"
+    w = want[t] if t < len(want) else "nothing"
+    return f"the first difference is at position {t}: {w} expected, {g} received"
+
+
+def expect_pair(case: str, result: object, shape: tuple[int, int], shape_hint: str, matches=()) -> tuple:
+    """Fail (naming `matches`) unless result is (input_ids, labels), two long tensors of the given shape."""
+    if not (isinstance(result, (tuple, list)) and len(result) == 2):
+        fail(case, "a tuple (input_ids, labels)", short(result), "end the function with `return input_ids, labels`",
+             matches)
+    for what, value in zip(("input_ids", "labels"), result):
+        if not isinstance(value, torch.Tensor):
+            fail(f"{case}: {what}", "a torch.Tensor", f"{type(value).__name__}: {short(value)}",
+                 "build it with torch.tensor(rows, dtype=torch.long)", matches)
+        if value.dtype != torch.long:
+            fail(f"{case}: {what}", "dtype torch.int64 (long)", f"dtype {value.dtype}",
+                 "token ids and labels are integers: torch.tensor(rows, dtype=torch.long); "
+                 "F.cross_entropy and nn.Embedding need long tensors", matches)
+        if tuple(value.shape) != tuple(shape):
+            fail(f"{case}: {what}", f"shape {tuple(shape)}", f"shape {tuple(value.shape)}", shape_hint, matches)
+    return tuple(t.detach().cpu() for t in result)
+
+
+# -- build_caption_batch: the reference and its catalogue of mistakes ---------------------------------
+
 def _expected_caption_batch(captions: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
-    length = max(len(c) for c in captions) + 1
-    ids = [[START, *c] + [PAD] * (length - len(c) - 1) for c in captions]
-    labels = [[*c, END] + [IGNORE_INDEX] * (length - len(c) - 1) for c in captions]
-    return trusted.tensor(ids, dtype=torch.long), trusted.tensor(labels, dtype=torch.long)
+    return pair([[START, *c] for c in captions], [[*c, END] for c in captions])
 
 
-def _inputs_hint(got: list[int], caption: list[int]) -> str:
-    if not got or got[0] != START:
-        return "every input row starts with <start> (id 1), then the caption"
-    if END in got:
-        return "<end> belongs to the labels only: inputs are <start> + caption"
-    if IGNORE_INDEX in got:
-        return "pad inputs with PAD (0); -100 is a label value, and nn.Embedding cannot look it up"
-    if got[1 : len(caption) + 1] == caption:
-        return "pad the inputs on the right with PAD (0)"
-    return "inputs are <start> + caption, padded on the right with PAD (0) to the longest caption + 1"
+def caption_unshifted(captions):
+    """labels = <start> + caption, the inputs themselves (padded with -100)."""
+    return pair([[START, *c] for c in captions], [[START, *c] for c in captions])
 
 
-def _labels_hint(got: list[int], expected_ids: list[int], caption: list[int]) -> str:
-    if got == expected_ids:
-        return "labels not shifted: the label at position t is the token *after* input t, so labels are caption + <end>"
-    if got and got[0] == START:
-        return "labels start with the first caption token: <start> is only ever an input"
-    if END not in got:
-        return "<end> missing: labels are caption + <end>, which is how the model learns to stop"
-    if got[: len(caption) + 1] == [*caption, END]:
-        return "pad labels with IGNORE_INDEX (-100), not PAD (0), so padding carries no loss"
-    return "labels are caption + <end>, padded on the right with IGNORE_INDEX (-100)"
+def caption_labels_are_inputs(captions):
+    """labels = input_ids.clone(): padding (0) included."""
+    ids, _ = _expected_caption_batch(captions)
+    return ids, ids.clone()
+
+
+def caption_no_end(captions):
+    return pair([[START, *c] for c in captions], [list(c) for c in captions])
+
+
+def caption_labels_padded_with_pad(captions):
+    return pair([[START, *c] for c in captions], [[*c, END] for c in captions], label_pad=PAD)
+
+
+def caption_inputs_padded_with_ignore(captions):
+    return pair([[START, *c] for c in captions], [[*c, END] for c in captions], id_pad=IGNORE_INDEX)
+
+
+def caption_padding_swapped(captions):
+    return pair([[START, *c] for c in captions], [[*c, END] for c in captions], id_pad=IGNORE_INDEX, label_pad=PAD)
+
+
+def caption_end_in_inputs(captions):
+    """The whole sequence <start> + caption + <end> as input, labels caption + <end>."""
+    return pair([[START, *c, END] for c in captions], [[*c, END] for c in captions])
+
+
+def caption_no_start(captions):
+    return pair([list(c) for c in captions], [[*c, END] for c in captions])
+
+
+def caption_swapped(captions):
+    """input_ids = sequence[1:], labels = sequence[:-1]."""
+    return pair([[*c, END] for c in captions], [[START, *c] for c in captions])
+
+
+def caption_padded_left(captions):
+    return pair([[START, *c] for c in captions], [[*c, END] for c in captions], left=True)
+
+
+def caption_appends_end(captions):
+    """caption.append(END) on the caller's lists, then the right batch."""
+    for c in captions:
+        c.append(END)
+    return pair([[START, *c[:-1]] for c in captions], [list(c) for c in captions])
+
+
+CAPTION_MISTAKES = catalogue(
+    "build_caption_batch",
+    Mistake("labels not shifted: labels = <start> + caption", caption_unshifted,
+            "the label at position t is the token *after* input t: labels are caption + <end>"),
+    Mistake("labels are a copy of input_ids", caption_labels_are_inputs,
+            "the label at position t is the token *after* input t: labels are caption + <end>, padded with -100"),
+    Mistake("<end> missing from the labels", caption_no_end,
+            "labels are caption + <end>: <end> is how the model learns to stop"),
+    Mistake("labels padded with PAD (0) instead of -100", caption_labels_padded_with_pad,
+            "pad the labels with IGNORE_INDEX (-100), so that padding carries no loss; pad input_ids with PAD (0)"),
+    Mistake("input_ids padded with -100 instead of PAD (0)", caption_inputs_padded_with_ignore,
+            "pad input_ids with PAD (0): -100 is a label value, and nn.Embedding cannot look it up"),
+    Mistake("padding values swapped: input_ids padded with -100, labels with PAD (0)", caption_padding_swapped,
+            "pad input_ids with PAD (0) and labels with IGNORE_INDEX (-100)"),
+    Mistake("<end> in the inputs: input_ids = <start> + caption + <end>", caption_end_in_inputs,
+            "<end> is only a label: input_ids are <start> + caption (the sequence without its last token)"),
+    Mistake("<start> missing from the inputs", caption_no_start,
+            "every input row starts with <start> (id 1), then the caption"),
+    Mistake("input_ids and labels swapped", caption_swapped,
+            "input_ids = sequence[:-1] (<start> + caption), labels = sequence[1:] (caption + <end>)"),
+    Mistake("rows padded on the left", caption_padded_left,
+            "pad on the right: each row starts at position 0, padding comes after it"),
+    Mistake("the caller's captions changed: caption.append(END)", caption_appends_end,
+            "do not change the caller's lists (caption.append(END) does): build new ones, e.g. caption + [END]"),
+)
 
 
 def _caption_case(fn, case: str, captions: list[list[int]]) -> None:
@@ -56,21 +191,27 @@ def _caption_case(fn, case: str, captions: list[list[int]]) -> None:
     result = call(case, fn, captions, hint="build_caption_batch(captions) takes a list of token lists")
     if captions != original:
         fail(f"{case}: the argument afterwards", original, captions,
-             "do not change the caller's lists (caption.append(END) does): build new ones, e.g. caption + [END]")
-    expected_ids, expected_labels = _expected_caption_batch(captions)
+             "do not change the caller's lists: build new ones, e.g. caption + [END]",
+             mutation_matches(CAPTION_MISTAKES, (original,), (captions,)))
+    expected = _expected_caption_batch(original)
+    if same_batch(result, expected):
+        return  # the passing path runs no catalogue
+    matches = batch_matches(CAPTION_MISTAKES, (original,), result)
+    expected_ids, expected_labels = expected
     longest = max(len(c) for c in captions)
-    ids, labels = expect_batch_tensors(
+    ids, labels = expect_pair(
         case, result, tuple(expected_ids.shape),
         f"(batch, longest caption + 1) = ({len(captions)}, {longest + 1}): inputs are <start> + caption and labels "
-        "caption + <end>, both padded to the same length")
-    i = first_bad_row(ids, expected_ids)
-    if i >= 0:
-        fail(f"{case}: input_ids[{i}] for caption {captions[i]}", row_text(expected_ids[i].tolist()),
-             row_text(ids[i].tolist()), _inputs_hint(ids[i].tolist(), captions[i]))
-    i = first_bad_row(labels, expected_labels)
-    if i >= 0:
-        fail(f"{case}: labels[{i}] for caption {captions[i]}", row_text(expected_labels[i].tolist()),
-             row_text(labels[i].tolist()), _labels_hint(labels[i].tolist(), expected_ids[i].tolist(), captions[i]))
+        "caption + <end>, both padded to the same length", matches)
+    for what, got, want, layout in (
+            ("input_ids", ids, expected_ids, "input_ids are <start> + caption, padded on the right with PAD (0)"),
+            ("labels", labels, expected_labels, "labels are caption + <end>, padded on the right with IGNORE_INDEX "
+                                                "(-100): label t is the token after input t")):
+        for i in range(len(want)):
+            g, w = got[i].tolist(), want[i].tolist()
+            if g != w:
+                fail(f"{case}: {what}[{i}] for caption {captions[i]}", row_text(w), row_text(g),
+                     f"{layout}; {first_difference(g, w)}", matches)
 
 
 @register
