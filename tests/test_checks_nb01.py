@@ -91,26 +91,81 @@ def nll_all_columns(logits, targets):
     return -F.log_softmax(logits, dim=-1)[:, targets]
 
 
+def nll_one_minus_p(logits, targets):  # issue 17's example
+    return 1 - torch.softmax(logits, dim=-1)[_rows(len(targets)), targets]
+
+
+def nll_sum(logits, targets):
+    return -F.log_softmax(logits, dim=-1).gather(1, targets[:, None]).sum()
+
+
+def nll_max_not_added_back(logits, targets):
+    m = logits.max(dim=1, keepdim=True).values
+    return torch.log(torch.exp(logits - m).sum(dim=1)) - logits[_rows(len(targets)), targets]
+
+
+def nll_raw_logit(logits, targets):
+    return -logits.gather(1, targets[:, None]).squeeze(1)
+
+
+def nll_detached_logsumexp(logits, targets):
+    return torch.logsumexp(logits, 1).detach() - logits[_rows(len(targets)), targets]
+
+
+# -- token_nll: mistakes in no catalogue (the message must name none) ---------------------------
+
+def nll_log2(logits, targets):
+    return -F.log_softmax(logits, dim=-1)[_rows(len(targets)), targets] / np.log(2)
+
+
+def nll_epsilon(logits, targets):
+    return -torch.log(F.softmax(logits, dim=-1) + 1e-9)[_rows(len(targets)), targets]
+
+
+def nll_target_off_by_one(logits, targets):
+    return -F.log_softmax(logits, dim=-1)[_rows(len(targets)), (targets + 1) % logits.shape[1]]
+
+
+def nll_squared(logits, targets):
+    return (torch.logsumexp(logits, 1) - logits[_rows(len(targets)), targets]) ** 2
+
+
 @pytest.mark.parametrize("fn", [nll_log_softmax, nll_logsumexp, nll_loop, nll_float64, tutor_lib.losses.token_nll])
 def test_token_nll_accepts_correct_variants(fn, capsys):
     assert_accepts(check_token_nll, fn, capsys, "token_nll")
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (nll_softmax_then_log, ["magnitude 1000", "contains inf or nan", "subtract the row maximum"]),
-    (nll_exp_over_sum, ["magnitude 1000", "contains inf or nan", "logsumexp"]),
-    (nll_missing_minus, ["worked example", "you returned log p"]),
-    (nll_mean, ["worked example", "one loss per row", "masked_mean_nll's job"]),
-    (nll_wrong_dim, ["worked example", "dim=-1"]),
-    (nll_probability, ["worked example", "the loss is -log p"]),
-    (nll_numpy, ["gradient", "requires_grad=False", "numpy"]),
-    (nll_in_place, ["inputs are left unchanged", "modified in place"]),
-    (nll_cross_entropy, ["computes the loss itself", "F.cross_entropy"]),
-    (nll_nll_loss_module, ["computes the loss itself", "F.nll_loss"]),
-    (nll_all_columns, ["worked example", "shape (3,)", "shape (3, 3)"]),
+SOFTMAX_LOG = "softmax then log: -log(0) = inf once a probability underflows"
+EXP_SUM = "exp / sum without subtracting the maximum: exp(1000) = inf"
+
+
+@pytest.mark.parametrize("fn, names, fragments", [
+    (nll_softmax_then_log, SOFTMAX_LOG, ["magnitude 1000", "contains inf or nan", "compute log p directly"]),
+    (nll_exp_over_sum, EXP_SUM, ["magnitude 1000", "contains inf or nan", "logsumexp"]),
+    (nll_missing_minus, "log p instead of -log p (the minus sign is missing)", ["worked example", "negate"]),
+    (nll_mean, "the mean over the rows instead of one loss per row",
+     ["worked example", "one loss per row", "masked_mean_nll's job"]),
+    (nll_wrong_dim, "normalised over the rows (dim=0) instead of the vocabulary (dim=-1)", ["worked example", "dim=-1"]),
+    (nll_probability, "p(target) instead of -log p(target)", ["worked example", "the loss is -log p"]),
+    (nll_numpy, None, ["gradient", "requires_grad=False", "numpy"]),
+    (nll_in_place, "logits -= max: the caller's logits are changed in place",
+     ["inputs are left unchanged", "logits were modified in place"]),
+    (nll_cross_entropy, None, ["computes the loss itself", "F.cross_entropy"]),
+    (nll_nll_loss_module, None, ["computes the loss itself", "F.nll_loss"]),
+    (nll_all_columns, "logits[:, targets]: an (N, N) table instead of one entry per row",
+     ["worked example", "shape (3,)", "shape (3, 3)"]),
+    (nll_one_minus_p, "1 - p(target) instead of -log p(target)", ["worked example", "1 - p is not the loss"]),
+    (nll_sum, "the sum over the rows instead of one loss per row", ["worked example", "shape (3,)"]),
+    (nll_max_not_added_back, "the row maximum subtracted but not added back", ["worked example", "add the maximum back"]),
+    (nll_raw_logit, "-row[target], the raw logit, without the log-normaliser", ["worked example", "logsumexp"]),
+    (nll_detached_logsumexp, "logsumexp detached from the graph", ["gradient", "no .detach()"]),
+    (nll_log2, None, ["worked example", "logsumexp(row) - row[target]"]),
+    (nll_epsilon, None, ["magnitude 1000", "logsumexp(row) - row[target]"]),
+    (nll_target_off_by_one, None, ["worked example"]),
+    (nll_squared, None, ["worked example"]),
 ])
-def test_token_nll_rejects_mistakes(fn, fragments, capsys):
-    assert_rejects(check_token_nll, fn, *fragments, parts=("case:", "expected:", "received:"), capsys=capsys)
+def test_token_nll_rejects_mistakes(fn, names, fragments, capsys):
+    assert_rejects(check_token_nll, fn, *fragments, names=names, parts=("case:", "expected:", "received:"), capsys=capsys)
 
 
 def test_expected_value_is_shown_in_the_students_dtype():
@@ -215,26 +270,65 @@ def masked_unstable(logits, targets, ignore_index=-100):
     return nll_softmax_then_log(logits[keep], targets[keep]).mean()
 
 
+def masked_exp_over_sum(logits, targets, ignore_index=-100):
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    keep = targets != ignore_index
+    return nll_exp_over_sum(logits[keep], targets[keep]).mean()
+
+
+def masked_no_mean(logits, targets, ignore_index=-100):
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    keep = targets != ignore_index
+    return nll_log_softmax(logits[keep], targets[keep])
+
+
+# -- masked_mean_nll: mistakes in no catalogue (the message must name none) ---------------------
+
+def masked_count_plus_one(logits, targets, ignore_index=-100):
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    keep = targets != ignore_index
+    return nll_log_softmax(logits[keep], targets[keep]).sum() / (keep.sum() + 1)
+
+
+def masked_also_ignores_pad(logits, targets, ignore_index=-100):
+    logits, targets = logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)
+    keep = (targets != ignore_index) & (targets != 0)  # PAD dropped too, even when it is a real target
+    return nll_log_softmax(logits[keep], targets[keep]).mean()
+
+
+def masked_first_sequence_only(logits, targets, ignore_index=-100):
+    if logits.dim() == 3:
+        logits, targets = logits[0], targets[0]
+    return masked_filter(logits, targets, ignore_index)
+
+
 @pytest.mark.parametrize("fn", [masked_filter, masked_weighted, masked_loop, tutor_lib.losses.masked_mean_nll])
 def test_masked_mean_nll_accepts_correct_variants(fn, capsys):
     assert_accepts(check_masked_mean_nll, fn, capsys, "masked_mean_nll")
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (masked_mean_over_all, ["default ignore_index", "divide by the number of kept positions"]),
-    (masked_dummy_target, ["default ignore_index", "count as predicting token 0"]),
-    (masked_hard_coded, ["ignore_index=0", "not a hard-coded -100"]),
-    (masked_sum, ["default ignore_index", "that is the sum"]),
-    (masked_mean_of_means, ["default ignore_index", "mean of per-sequence means"]),
-    (masked_keepdim, ["0-dimensional tensor"]),
-    (masked_2d_only, ["batch (2, 5, 20)", "no exception"]),
-    (masked_in_place, ["inputs are left unchanged", "targets[targets == -100] = 0"]),
-    (masked_gather_ignored, ["default ignore_index", "no exception", "RuntimeError"]),
-    (masked_cross_entropy, ["computes the loss itself", "F.cross_entropy"]),
-    (masked_unstable, ["magnitude 1000", "inf or nan"]),
+@pytest.mark.parametrize("fn, names, fragments", [
+    (masked_mean_over_all, "divided by all positions, the ignored ones included",
+     ["default ignore_index", "divide by the number of kept positions"]),
+    (masked_dummy_target, "ignored positions scored as predicting token 0", ["default ignore_index", "dummy target"]),
+    (masked_hard_coded, "-100 hard-coded instead of ignore_index", ["ignore_index=0", "not a hard-coded -100"]),
+    (masked_sum, "the sum over the kept positions, not the mean", ["default ignore_index", "that is the sum"]),
+    (masked_mean_of_means, "a mean of per-sequence means", ["default ignore_index", "not sequence by sequence"]),
+    (masked_keepdim, "shape (1,) instead of a scalar", ["0-dimensional tensor"]),
+    (masked_2d_only, None, ["batch (2, 5, 20)", "no exception"]),
+    (masked_in_place, "targets[targets == ignore_index] = 0 changes the caller's labels",
+     ["inputs are left unchanged", "targets[targets == -100] = 0"]),
+    (masked_gather_ignored, None, ["default ignore_index", "no exception", "RuntimeError"]),
+    (masked_cross_entropy, None, ["computes the loss itself", "F.cross_entropy"]),
+    (masked_unstable, "softmax then log: -log(0) = inf once a probability underflows", ["magnitude 1000", "inf or nan"]),
+    (masked_exp_over_sum, "exp / sum without subtracting the maximum: exp(1000) = inf", ["magnitude 1000", "inf or nan"]),
+    (masked_no_mean, "the loss of each kept position, not their mean", ["0-dimensional tensor", "shape (4,)"]),
+    (masked_count_plus_one, None, ["default ignore_index", "not ignore_index"]),
+    (masked_also_ignores_pad, None, ["nothing ignored"]),
+    (masked_first_sequence_only, None, ["default ignore_index"]),
 ])
-def test_masked_mean_nll_rejects_mistakes(fn, fragments, capsys):
-    assert_rejects(check_masked_mean_nll, fn, *fragments, parts=("hint:",), capsys=capsys)
+def test_masked_mean_nll_rejects_mistakes(fn, names, fragments, capsys):
+    assert_rejects(check_masked_mean_nll, fn, *fragments, names=names, parts=("hint:",), capsys=capsys)
 
 
 # -- guards -----------------------------------------------------------------------------------------
