@@ -60,8 +60,9 @@ def test_ci_runs_the_readme_test_command():
     assert re.search(r"^python3 tasks.py test\s*$", ci, flags=re.M)
 
 
-def test_the_wheel_ships_the_stage0_weights(tmp_path):
-    """A plain (non-editable) install, as Colab's pip makes from git, must carry the pretrained parts."""
+def test_the_wheel_ships_the_stage0_weights_and_the_effect_table(tmp_path):
+    """A plain (non-editable) install, as Colab's pip makes from git, must carry the pretrained parts and
+    the measured effects the checks quote."""
     import subprocess
     import sys
     import zipfile
@@ -72,3 +73,4 @@ def test_the_wheel_ships_the_stage0_weights(tmp_path):
     shipped = sorted(p.name for p in (ROOT / "tutor_lib" / "weights").glob("*.pt"))
     packed = sorted(Path(n).name for n in zipfile.ZipFile(wheel).namelist() if n.startswith("tutor_lib/weights/"))
     assert shipped and packed == shipped
+    assert "tutor_lib/checks/effects.json" in zipfile.ZipFile(wheel).namelist()
