@@ -102,19 +102,77 @@ def writes_into_input(train_x, train_y, test_x, test_y, ridge=1e-3):
     return solve_version(train_x, train_y, test_x, test_y, ridge)
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (no_bias, ["2 classes split at x = 2.5", "received: 0.5000", "without a bias"]),
-    (scored_on_train, ["score on the test rows", "expected: accuracy 0.5000", "received: 1.0000", "then predict test_x"]),
-    (no_ridge, ["ridge = 30", "the identity covers the bias row too"]),
-    (bias_not_regularised, ["ridge = 30", "the identity covers the bias row too"]),
-    (class_id_regressed, ["class 0 at both ends", "regress one-hot targets"]),
-    (percentage, ["received: 100.0000", "a fraction between 0 and 1, not a percentage"]),
-    (count_right, ["received: 4.0000", "not their number"]),
-    (returns_predictions, ["a Python float", "tensor of shape (4,)"]),
-    (writes_into_input, ["left unchanged", "changed one of its inputs in place"]),
+def argmax_over_rows(train_x, train_y, test_x, test_y, ridge=1e-3):
+    scores = _with_bias(test_x) @ _ridge(_with_bias(train_x), train_y, ridge)
+    return (scores.argmax(0) == test_y).float().mean().item()
+
+
+def error_rate(*args, **kwargs):
+    return 1.0 - solve_version(*args, **kwargs)
+
+
+# -- wrong variants that are no catalogued mistake: the message must name none -----------------------
+
+def always_half(train_x, train_y, test_x, test_y, ridge=1e-3):
+    """0.5 is what `no bias column` gives on the first case: one case alone would misname it."""
+    return 0.5
+
+
+def argmin_predictions(train_x, train_y, test_x, test_y, ridge=1e-3):
+    scores = _with_bias(test_x) @ _ridge(_with_bias(train_x), train_y, ridge)
+    return (scores.argmin(1) == test_y).double().mean().item()
+
+
+def ridge_on_every_entry_and_no_bias(train_x, train_y, test_x, test_y, ridge=1e-3):
+    """No bias, and `x.T @ x + ridge` (ridge on every entry): the second changes no prediction of the check's
+    cases, so on every case this is exactly `no bias column`, and is named so."""
+    x = train_x.double()
+    w = torch.linalg.solve(x.T @ x + ridge, x.T @ F.one_hot(train_y).double())
+    return ((test_x.double() @ w).argmax(1) == test_y).double().mean().item()
+
+
+def majority_class(train_x, train_y, test_x, test_y, ridge=1e-3):
+    return (test_y == train_y.mode().values).double().mean().item()
+
+
+def bias_of_twos(train_x, train_y, test_x, test_y, ridge=1e-3):
+    """A bias column of 2s: the ridge shrinks the bias weight differently."""
+    def x2(x):
+        return torch.cat([x.double(), 2 * torch.ones(len(x), 1, dtype=torch.float64)], 1)
+    w = _ridge(x2(train_x), train_y, ridge)
+    return ((x2(test_x) @ w).argmax(1) == test_y).double().mean().item()
+
+
+def scored_on_train_as_percentage(*args, **kwargs):
+    return 100 * scored_on_train(*args, **kwargs)
+
+
+@pytest.mark.parametrize("fn, fragments, names", [
+    (no_bias, ["2 classes split at x = 2.5", "received: 0.5000", "a column of ones"], "no bias column"),
+    (scored_on_train, ["score on the test rows", "expected: accuracy 0.5000", "received: 1.0000",
+                       "then predict test_x"], "scored on the training rows"),
+    (no_ridge, ["ridge = 30", "ridge term"], "ridge ignored (plain least squares)"),
+    (bias_not_regularised, ["ridge = 30", "the bias row included"], "ridge not applied to the bias row"),
+    (class_id_regressed, ["class 0 at both ends", "regress one-hot targets"],
+     "class ids regressed as numbers, not one-hot"),
+    (percentage, ["received: 100.0000", "a fraction between 0 and 1, not a percentage"],
+     "a percentage, not a fraction"),
+    (count_right, ["received: 4.0000", "not their number"], "the count of right rows, not their fraction"),
+    (returns_predictions, ["a Python float", "tensor of shape (4,)"], "the predicted classes, not the accuracy"),
+    (writes_into_input, ["left unchanged", "train_x changed during the call (in place)"], "train_x centred in place"),
+    (argmax_over_rows, ["RuntimeError", "argmax(dim=1)"], "argmax over the rows (dim 0), not the classes"),
+    (error_rate, ["received: 0.0000", "predicted RIGHT"], "the error rate (1 - accuracy)"),
+    (always_half, ["received: 0.5000", "expected: accuracy 1.0000"], None),
+    (argmin_predictions, ["expected: accuracy"], None),
+    (ridge_on_every_entry_and_no_bias, ["2 classes split at x = 2.5"], "no bias column"),
+    (majority_class, ["expected: accuracy"], None),
+    (bias_of_twos, ["ridge = 30"], None),
+    (scored_on_train_as_percentage, ["received: 100.0000"], None),
 ])
-def test_rejects_typical_mistakes(fn, fragments, capsys):
-    assert_rejects(check_linear_probe_accuracy, fn, *fragments, capsys=capsys)
+def test_rejects_typical_mistakes(fn, fragments, names, capsys):
+    message = assert_rejects(check_linear_probe_accuracy, fn, *fragments, names=names, capsys=capsys)
+    if names is None:  # no mistake is named, and the hint guesses none: it says what is expected
+        assert "no bias" not in message and "percentage" not in message
 
 
 def test_an_exception_in_student_code_names_the_case():
@@ -122,7 +180,7 @@ def test_an_exception_in_student_code_names_the_case():
         raise RuntimeError("shapes do not match")
 
     message = assert_rejects(check_linear_probe_accuracy, broken, "RuntimeError: shapes do not match",
-                             "should return a float")
+                             "should return a float", names=None)
     assert "1-D features" in message
 
 
