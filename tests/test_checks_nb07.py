@@ -65,20 +65,49 @@ def test_reference_passes_check_but_not_not_reference():
 
 # -- typical mistakes, each with the message it must produce ----------------------------------
 
+# name: (wrong variant, a fragment of its message, the catalogue mistake it must be named as, or None)
 WRONG = {
-    "vertical flip": (lambda im, p: (im.flip(1), SWAP[p]), "upside down"),
-    "channels flipped (dim 0 of channels-first)": (lambda im, p: (im.flip(0), SWAP[p]), "color channels are reversed"),
-    "both axes": (lambda im, p: (im.flip(1, 2), SWAP[p]), "both ways"),
-    "image not flipped": (lambda im, p: (im.clone(), SWAP[p]), "image is unchanged"),
-    "transposed": (lambda im, p: (im.transpose(1, 2), SWAP[p]), "transposed"),
-    "label not swapped": (lambda im, p: (im.flip(-1), p), "label was not swapped"),
-    "center swapped": (lambda im, p: (im.flip(-1), {**SWAP, "center": "top-left"}[p]), "center stays in the center"),
+    "vertical flip": (lambda im, p: (im.flip(1), SWAP[p]), "upside down", "rows flipped (upside down), not columns"),
+    "channels flipped (dim 0 of channels-first)": (lambda im, p: (im.flip(0), SWAP[p]), "color channels are reversed",
+                                                   "color channels flipped (dim 0), not columns"),
+    "both axes": (lambda im, p: (im.flip(1, 2), SWAP[p]), "both ways", "flipped both ways (a 180-degree rotation)"),
+    "image not flipped": (lambda im, p: (im.clone(), SWAP[p]), "image is unchanged", "image not flipped"),
+    "transposed": (lambda im, p: (im.transpose(1, 2), SWAP[p]), "transposed", "transposed, not mirrored"),
+    "label not swapped": (lambda im, p: (im.flip(-1), p), "would learn wrong answers", "label not swapped"),
+    "center swapped": (lambda im, p: (im.flip(-1), {**SWAP, "center": "top-left"}[p]), "'center' stays 'center'",
+                       None),
     "top and bottom swapped": (lambda im, p: (im.flip(-1), p.replace("top", "#").replace("bottom", "top")
-                                              .replace("#", "bottom")), "swapped top and bottom"),
-    "channels-last result": (lambda im, p: (im.flip(-1).permute(1, 2, 0), SWAP[p]), "channels-last"),
-    "label only returned": (lambda im, p: SWAP[p], "a pair"),
-    "position as an index": (lambda im, p: (im.flip(-1), 1), "a string"),
-    "noise added": (lambda im, p: (im.flip(-1) + 0.01, SWAP[p]), "only move pixels"),
+                                              .replace("#", "bottom")), "keeps 'top'/'bottom'",
+                               "top and bottom swapped in the label, not left and right"),
+    "channels-last result": (lambda im, p: (im.flip(-1).permute(1, 2, 0), SWAP[p]), "channels last",
+                             "channels-last image returned"),
+    "label only returned": (lambda im, p: SWAP[p], "a pair", "only the new position returned"),
+    # 1 is the index of 'top-right', the right answer for the first case, but not for the others: not the mistake
+    "position as an index": (lambda im, p: (im.flip(-1), 1), "a string", None),
+    "noise added": (lambda im, p: (im.flip(-1) + 0.01, SWAP[p]), "largest difference", None),
+    # new: catalogued mistakes
+    "str.replace twice": (lambda im, p: (im.flip(-1), p.replace("left", "right").replace("right", "left")),
+                          "top-right -> top-left", "str.replace twice: 'right' turned back into 'left'"),
+    "rotated 180 degrees, label too": (lambda im, p: (im.flip(1, 2), p.replace("top", "#").replace("bottom", "top")
+                                                .replace("#", "bottom").replace("left", "#").replace("right", "left")
+                                                .replace("#", "right")), "both ways", None),
+    "center indexed past its one word": (lambda im, p: (im.flip(2), "-".join([p.split("-")[0],
+                                                                              SWAP[p].split("-")[1]])),
+                                         "IndexError", None),
+    "column 0 dropped": (lambda im, p: (im[:, :, list(range(im.shape[2] - 1, 0, -1))], SWAP[p]), "shape (3, 8, 7)",
+                         "column 0 dropped (index range stops at 1)"),
+    "pair reversed": (lambda im, p: [SWAP[p], torch.flip(im, [2])], "a torch.Tensor",
+                      "(position, image) returned in that order"),
+    "numpy result": (lambda im, p: (np.ascontiguousarray(im.numpy()[:, :, ::-1]), SWAP[p]), "ndarray",
+                     "a NumPy array, not a tensor"),
+    "index of the new position": (lambda im, p: (im.flip(2), ["top-left", "top-right", "bottom-left", "bottom-right",
+                                                               "center"].index(SWAP[p])), "a string",
+                                  "the new position's index, not its name"),
+    # new: two mistakes at once, or none of the catalogue: nothing may be named
+    "vertical flip and label not swapped": (lambda im, p: (im.flip(1), p), "upside down", None),
+    "columns rolled by one": (lambda im, p: (im.roll(1, -1), SWAP[p]), "largest difference", None),
+    "rescaled to 0-255": (lambda im, p: ((255 * im.flip(-1)).round(), SWAP[p]), "largest difference", None),
+    "center becomes bottom": (lambda im, p: (im.flip(-1), {**SWAP, "center": "bottom-left"}[p]), "'center'", None),
 }
 
 
@@ -87,13 +116,22 @@ def _in_place(image, position):
     return image, SWAP[position]
 
 
-WRONG["flipped in place"] = (_in_place, "in place")
+WRONG["flipped in place"] = (_in_place, "in place", "input image flipped in place")
+
+
+def _split_center(image, position):
+    vertical, horizontal = position.split("-")
+    return image.flip(-1), f"{vertical}-{SWAP[position].split('-')[1]}"
+
+
+WRONG["center split on '-'"] = (_split_center, "ValueError: not enough values", "'center' split on '-' (it has none)")
 
 
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_variants_fail_with_a_specific_message(name, capsys):
-    fn, message = WRONG[name]
-    assert_rejects(check_hflip_example, fn, match=message, capsys=capsys)
+    fn, message, names = WRONG[name]
+    fn.__qualname__ = f"hflip: {name}"  # for the feedback audit
+    assert_rejects(check_hflip_example, fn, match=re.escape(message), names=names, capsys=capsys)
 
 
 def test_an_exception_in_student_code_is_a_failure_without_stderr(capsys):
@@ -111,8 +149,9 @@ def test_expect_flip_with_literal_values():
     image = torch.arange(12.0).view(3, 2, 2)
     expected = torch.tensor([[[1.0, 0.0], [3.0, 2.0]], [[5.0, 4.0], [7.0, 6.0]], [[9.0, 8.0], [11.0, 10.0]]])
     expect_flip("literal", flip_dict, image, "top-left", expected, "top-right")
-    with pytest.raises(CheckError, match="label was not swapped"):
-        expect_flip("literal", WRONG["label not swapped"][0], image, "top-left", expected, "top-right")
+    message = assert_rejects(lambda fn: expect_flip("literal", fn, image, "top-left", expected, "top-right"),
+                             WRONG["label not swapped"][0], "wrong answers", names="label not swapped")
+    assert "for all 5: top-left -> top-left" in message
 
 
 def test_check_is_fast():

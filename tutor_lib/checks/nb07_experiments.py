@@ -11,7 +11,8 @@ import torch
 from ..augment import HFLIP_POSITION
 from ..data import draw_shape
 from ..vocab import POSITIONS
-from ._common import call, equal, expect_tensor, fail, passed, quiet, register, short
+from ._common import call, equal, fail, passed, quiet, register, short
+from ._mistakes import Mistake, catalogue, matching
 
 __all__ = ["check_hflip_example", "expect_flip", "check_paired_bootstrap"]
 
@@ -19,60 +20,188 @@ __all__ = ["check_hflip_example", "expect_flip", "check_paired_bootstrap"]
 _MIRROR = dict(HFLIP_POSITION)
 _UPSIDE_DOWN = {"top-left": "bottom-left", "top-right": "bottom-right", "bottom-left": "top-left",
                 "bottom-right": "top-right", "center": "center"}
+_HALF_TURN = {"top-left": "bottom-right", "top-right": "bottom-left", "bottom-left": "top-right",
+              "bottom-right": "top-left", "center": "center"}
 
-# Images the student may have produced instead of the mirror image, and what each says.
-_IMAGE_MISTAKES = (
-    (lambda x: x, "the image is unchanged",
-     "flip the pixels too, not only the label: reverse the last dimension, e.g. image.flip(-1)"),
-    (lambda x: x.flip(-2), "the image is flipped upside down (rows, dim 1, reversed)",
-     "a horizontal flip reverses the columns: the last dimension of a (3, S, S) image, e.g. image.flip(-1)"),
-    (lambda x: x.flip(0), "the color channels are reversed (RGB became BGR): dim 0 was flipped",
-     "images here are channels-first (3, S, S); the columns are dim 2 (or -1), not dim 0"),
-    (lambda x: x.flip(-1, -2), "the image is flipped both ways (a 180-degree rotation)",
-     "reverse only the last dimension (columns); the rows stay in place"),
-    (lambda x: x.transpose(-1, -2), "the image is transposed (rows and columns swapped), not mirrored",
-     "a mirror keeps every pixel in its row and reverses the order of the columns: image.flip(-1)"),
-    (lambda x: x.flip(-1).flip(0), "the columns are reversed but so are the color channels",
-     "flip dim -1 only; dim 0 holds R, G, B"),
+
+# -- hflip_example: the catalogue, the reference with one mistake each -----------------------------------
+
+def _flip(image, position, *, dims=(-1,), labels=_MIRROR):
+    """The reference with the pixels reversed along `dims` and the label looked up in `labels`."""
+    return image.flip(dims) if dims else image, labels[position]
+
+
+def _replaced_twice(image, position):
+    return image.flip(-1), position.replace("left", "right").replace("right", "left")  # right -> left again
+
+
+def _split_words(image, position):
+    vertical, horizontal = position.split("-")  # 'center' has no '-'
+    return image.flip(-1), vertical + "-" + ("right" if horizontal == "left" else "left")
+
+
+def _column_zero_dropped(image, position):
+    return image[:, :, torch.arange(image.shape[-1] - 1, 0, -1)], _MIRROR[position]
+
+
+def _in_place(image, position):
+    image.copy_(image.flip(-1))
+    return image, _MIRROR[position]
+
+
+P = functools.partial
+FLIP_MISTAKES = catalogue(
+    "hflip_example",
+    Mistake("label not swapped", P(_flip, labels={p: p for p in POSITIONS}),
+            "mirror the label too: after the flip the shape that was on the left is on the right, so a model "
+            "trained on the unswapped label would learn wrong answers to 'where is it ?'"),
+    Mistake("image not flipped", P(_flip, dims=()),
+            "flip the pixels too, not only the label: reverse the last dimension, e.g. image.flip(-1)"),
+    Mistake("rows flipped (upside down), not columns", P(_flip, dims=(-2,)),
+            "a horizontal flip reverses the columns: the last dimension of a (3, S, S) image, e.g. image.flip(-1)"),
+    Mistake("color channels flipped (dim 0), not columns", P(_flip, dims=(0,)),
+            "images here are channels-first (3, S, S); the columns are dim 2 (or -1), not dim 0"),
+    Mistake("columns and color channels both flipped", P(_flip, dims=(0, -1)),
+            "flip dim -1 only; dim 0 holds R, G, B"),
+    Mistake("flipped both ways (a 180-degree rotation)", P(_flip, dims=(-2, -1)),
+            "reverse only the last dimension (columns); the rows stay in place"),
+    Mistake("transposed, not mirrored", lambda image, position: (image.transpose(-1, -2), _MIRROR[position]),
+            "a mirror keeps every pixel in its row and reverses the order of the columns: image.flip(-1)"),
+    Mistake("column 0 dropped (index range stops at 1)", _column_zero_dropped,
+            "the reversed columns are S-1, S-2, ..., 0: torch.arange(S - 1, -1, -1), or simply image.flip(-1)"),
+    Mistake("top and bottom swapped in the label, not left and right", P(_flip, labels=_UPSIDE_DOWN),
+            "a left-right mirror swaps 'left' and 'right' and keeps 'top'/'bottom'"),
+    Mistake("label turned 180 degrees (top and bottom swapped too)", P(_flip, labels=_HALF_TURN),
+            "a left-right mirror swaps only 'left' and 'right'; 'top' stays 'top' and 'bottom' stays 'bottom'"),
+    Mistake("str.replace twice: 'right' turned back into 'left'", _replaced_twice,
+            "two replace calls undo each other (left -> right -> left); swap through a dict such as "
+            "{'left': 'right', 'right': 'left'} or a placeholder word"),
+    Mistake("'center' split on '-' (it has none)", _split_words,
+            "'center' has no '-': handle it first (it stays 'center'), then swap left and right"),
+    Mistake("channels-last image returned", lambda image, position: (image.flip(-1).permute(1, 2, 0),
+                                                                     _MIRROR[position]),
+            "keep the (3, S, S) layout the function received: flip dim -1 without permuting"),
+    Mistake("only the new position returned", lambda image, position: _MIRROR[position],
+            "return both: `return flipped, new_position`"),
+    Mistake("(position, image) returned in that order", lambda image, position: _flip(image, position)[::-1],
+            "return the image first, then the position: `return flipped, new_position`"),
+    Mistake("the new position's index, not its name", lambda image, position: (
+        image.flip(-1), POSITIONS.index(_MIRROR[position])),
+            "return the new position label as a string, e.g. 'top-right'"),
+    Mistake("a NumPy array, not a tensor", lambda image, position: (
+        np.flip(image.numpy(), -1).copy(), _MIRROR[position]),
+            "return a torch tensor: image.flip(-1) keeps it one (or torch.from_numpy(array.copy()))"),
+    Mistake("input image flipped in place", _in_place,
+            "build a new tensor (image.flip(-1) does) instead of writing into the input; "
+            "the original sample must stay in the dataset"),
+)
+
+_PROBE_IMAGE = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(70))  # asymmetric: no two flips agree
+
+
+def _flip_outcome(fn, image: torch.Tensor, position: str) -> tuple:
+    """What fn(image, position) does on a copy: its result and the image after the call, or the error it raises."""
+    given = image.clone()
+    try:
+        with quiet():
+            result = fn(given, position)
+    except Exception as error:  # noqa: BLE001 - an exception is an outcome to compare
+        return ("raises", f"{type(error).__name__}: {error}")
+    return ("value", _plain(result), given)
+
+
+def _plain(value: object) -> object:
+    if isinstance(value, (tuple, list)):
+        return ("sequence", tuple(_plain(v) for v in value))
+    if isinstance(value, torch.Tensor):
+        return ("tensor", value.detach().cpu().double())
+    if isinstance(value, np.ndarray):
+        return ("ndarray", torch.from_numpy(np.ascontiguousarray(value)).double())
+    if isinstance(value, (str, int, float, bool, type(None))):
+        return ("other", type(value).__name__, value)
+    return ("other", type(value).__name__, repr(value))
+
+
+def _same_plain(x: object, y: object) -> bool:
+    if isinstance(x, torch.Tensor) or isinstance(y, torch.Tensor):
+        return (isinstance(x, torch.Tensor) and isinstance(y, torch.Tensor) and x.shape == y.shape
+                and bool(equal(x, y)))
+    if isinstance(x, tuple) and isinstance(y, tuple):
+        return len(x) == len(y) and all(_same_plain(a, b) for a, b in zip(x, y))
+    return x == y
+
+
+def _flip_fingerprint(fn, image: torch.Tensor, position: str) -> tuple:
+    """fn's outcome on the failing case and on an asymmetric image at every position."""
+    return (_flip_outcome(fn, image, position), *(_flip_outcome(fn, _PROBE_IMAGE, p) for p in POSITIONS))
+
+
+def _flip_matches(fn, image: torch.Tensor, position: str) -> list[Mistake]:
+    received = _flip_fingerprint(fn, image, position)
+    return matching(FLIP_MISTAKES, lambda mistake: _flip_fingerprint(mistake, image, position), received,
+                    _same_plain)
+
+
+# Exact observations about a received image (each an image transform, and what it looks like).
+_IMAGE_LOOKS = (
+    (lambda x: x, "the image is unchanged"),
+    (lambda x: x.flip(-2), "the image is flipped upside down (rows, dim 1, reversed)"),
+    (lambda x: x.flip(0), "the color channels are reversed (dim 0)"),
+    (lambda x: x.flip(-1, -2), "the image is flipped both ways (a 180-degree rotation)"),
+    (lambda x: x.transpose(-1, -2), "the image is transposed (rows and columns swapped)"),
+    (lambda x: x.flip(-1).flip(0), "the columns are reversed and so are the color channels"),
 )
 
 
-def _diagnose_image(case: str, image: torch.Tensor, received: object) -> None:
+def _diagnose_image(case: str, image: torch.Tensor, received: object, diagnose) -> None:
     expected = image.flip(-1)
     if isinstance(received, torch.Tensor) and tuple(received.shape) == tuple(image.shape):
-        if equal(received.detach().to(image.dtype).cpu(), expected):
+        got = received.detach().to(image.dtype).cpu()
+        if equal(got, expected):
             return
-        for make, what, hint in _IMAGE_MISTAKES:
-            if equal(received.detach().to(image.dtype).cpu(), make(image)):
-                fail(case, "the image mirrored left-right: column j moves to column S-1-j", what, hint)
-        worst = (received.detach().double().cpu() - expected.double()).abs().max().item()
-        fail(case, "the image mirrored left-right (exactly the same pixel values, in reversed column order)",
-             f"{short(received)}, largest difference {worst:.3g} from the mirror image",
-             "only move pixels: no noise, no rescaling, no clamping; image.flip(-1) is one correct way")
-    channels_last = tuple(image.permute(1, 2, 0).shape)
-    if isinstance(received, torch.Tensor) and tuple(received.shape) == channels_last:
-        fail(case, f"an image of shape {tuple(image.shape)} (channels first)", f"shape {tuple(received.shape)}",
-             "you returned a channels-last image; keep the (3, S, S) layout the function received")
-    expect_tensor(case, received, tuple(image.shape), image.dtype)
+        looks = next((what for make, what in _IMAGE_LOOKS if equal(got, make(image))), None)
+        if looks is None:
+            worst = (received.detach().double().cpu() - expected.double()).abs().max().item()
+            looks = f"{short(received)}, largest difference {worst:.3g} from the mirror image"
+        fail(case, "the image mirrored left-right: column j moves to column S-1-j, the same pixel values", looks,
+             "a horizontal flip only moves pixels: each row keeps its pixels, in reversed column order, and the "
+             "channels stay (R, G, B); image.flip(-1) is one correct way", diagnose())
+    if isinstance(received, torch.Tensor) and tuple(received.shape) == tuple(image.permute(1, 2, 0).shape):
+        fail(case, f"an image of shape {tuple(image.shape)} (channels first)",
+             f"shape {tuple(received.shape)} (channels last)", "keep the (3, S, S) layout the function received",
+             diagnose())
+    if not isinstance(received, torch.Tensor):
+        fail(case, "a torch.Tensor", f"{type(received).__name__}: {short(received)}",
+             "the first item of the pair is the flipped image, a tensor of the input's shape", diagnose())
+    if tuple(received.shape) != tuple(image.shape):
+        fail(case, f"shape {tuple(image.shape)}", f"shape {tuple(received.shape)}",
+             "the flipped image has the input's shape: every column moves, none is added or dropped", diagnose())
+    if received.dtype != image.dtype:
+        fail(case, f"dtype {image.dtype}", f"dtype {received.dtype}", "keep the input's dtype", diagnose())
 
 
-def _diagnose_position(case: str, position: str, received: object) -> None:
+def _label_map(fn, image: torch.Tensor) -> str:
+    """The student's label for each position (an observation shown next to a wrong label), or '' if unavailable."""
+    pairs = []
+    for p in POSITIONS:
+        outcome = _flip_outcome(fn, image, p)
+        if outcome[0] != "value" or outcome[1][0] != "sequence" or len(outcome[1][1]) != 2:
+            return ""
+        label = outcome[1][1][1]
+        pairs.append(f"{p} -> {label[2]}")
+    return "; for all 5: " + ", ".join(pairs)
+
+
+def _diagnose_position(case: str, fn, image: torch.Tensor, position: str, received: object, diagnose) -> None:
     expected = _MIRROR[position]
     if received == expected:
         return
     if not isinstance(received, str) or received not in POSITIONS:
         fail(case, f"position {expected!r} (a string, one of {POSITIONS})", short(received),
-             "return the new position label as a string, e.g. 'top-right'")
-    if position == "center":
-        hint = "a shape in the center stays in the center when the image is mirrored"
-    elif received == position:
-        hint = (f"the label was not swapped: after the flip the shape that was {position} is {expected}, "
-                "so a model trained on it would learn wrong answers to 'where is it ?'")
-    elif received == _UPSIDE_DOWN[position]:
-        hint = "you swapped top and bottom; a left-right mirror swaps left and right and keeps top/bottom"
-    else:
-        hint = "swap 'left' and 'right' in the label and keep 'top'/'bottom'; 'center' stays 'center'"
-    fail(case, f"{position!r} -> {expected!r}", f"{position!r} -> {received!r}", hint)
+             "the second item of the pair is the new position label, a string such as 'top-right'", diagnose())
+    fail(case, f"{position!r} -> {expected!r}", f"{position!r} -> {received!r}" + _label_map(fn, image),
+         "a left-right mirror swaps 'left' and 'right' in the label and keeps 'top'/'bottom'; "
+         "'center' stays 'center'", diagnose())
 
 
 @register
@@ -83,22 +212,30 @@ def expect_flip(case: str, hflip_example, image: torch.Tensor, position: str,
     expected_image and expected_position, when given, are checked as well (hidden tests pass literal values).
     """
     original = image.clone()
-    result = call(case, hflip_example, image, position,
-                  hint="hflip_example(image, position) should return (flipped_image, new_position)")
+    diagnose = functools.partial(_flip_matches, hflip_example, original, position)  # run only when a case fails
+    try:
+        with quiet():
+            result = hflip_example(image, position)
+    except NotImplementedError:
+        call(case, hflip_example, image, position)  # the stub's own message
+    except Exception as error:  # noqa: BLE001 - student code; a catalogue mistake may raise the same error
+        fail(case, "no exception", f"{type(error).__name__}: {error}",
+             "hflip_example(image, position) should return (flipped_image, new_position)", diagnose())
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(case, "a pair (flipped_image, new_position)", short(result),
-             "return both: `return flipped, new_position`")
+             "return both: `return flipped, new_position`", diagnose())
     if not equal(image, original):
         fail(case, "the input image left unchanged", "hflip_example changed the image it was given (in place)",
              "build a new tensor (image.flip(-1) does) instead of writing into the input; "
-             "the original sample must stay in the dataset")
+             "the original sample must stay in the dataset", diagnose())
     flipped, new_position = result
-    _diagnose_image(case, original, flipped)
-    _diagnose_position(case, position, new_position)
+    _diagnose_image(case, original, flipped, diagnose)
+    _diagnose_position(case, hflip_example, original, position, new_position, diagnose)
     if expected_image is not None and not equal(flipped.detach().to(expected_image.dtype).cpu(), expected_image):
-        fail(case, short(expected_image), short(flipped), "mirror the columns: column j becomes column S-1-j")
+        fail(case, short(expected_image), short(flipped), "mirror the columns: column j becomes column S-1-j",
+             diagnose())
     if expected_position is not None and new_position != expected_position:
-        fail(case, repr(expected_position), repr(new_position), "swap left and right in the label")
+        fail(case, repr(expected_position), repr(new_position), "swap left and right in the label", diagnose())
 
 
 @register
@@ -114,7 +251,7 @@ def check_hflip_example(hflip_example) -> None:
     image, position = call("flipping twice", lambda: hflip_example(*hflip_example(drawn, "top-left")))
     if not equal(image.detach().cpu(), drawn) or position != "top-left":
         fail("flipping twice", "the original image and 'top-left'", f"{short(image)}, {position!r}",
-             "a mirror applied twice is the identity")
+             "a mirror applied twice is the identity", _flip_matches(hflip_example, drawn, "top-left"))
     passed("hflip_example", "mirrors the columns, keeps channels and rows, and swaps left/right in all 5 labels")
 
 
