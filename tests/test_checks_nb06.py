@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from check_assertions import assert_accepts, assert_rejects
+from check_assertions import assert_accepts, assert_rejects, named_mistakes
 
 import tutor_lib
 from tutor_lib.checks import CheckError, check_answer_question, check_build_instruction_batch, check_train_stage2
+from tutor_lib.checks._recipe_mistakes import NO_END, PAD_LABELS, QUESTION_SUPERVISED
+from tutor_lib.checks.effects import effect_line
 from tutor_lib.vocab import END, IGNORE_INDEX, PAD, START
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -95,17 +97,121 @@ def test_instruction_batch_accepts(fn, capsys):
     assert_accepts(check_build_instruction_batch, fn, capsys, "build_instruction_batch", only_output=False)
 
 
-@pytest.mark.parametrize("fn, message", [
-    (instruction_question_supervised, "question tokens supervised"),
-    (instruction_mask_too_long, "one position too long"),
-    (instruction_mask_too_short, "one position too short"),
-    (instruction_unshifted, "labels not shifted"),
-    (instruction_no_end, "<end> missing"),
-    (instruction_labels_padded_with_pad, "pad labels with IGNORE_INDEX (-100), not PAD (0)"),
-    (instruction_mutates, "do not change the caller's lists"),
+def instruction_labels_copy_inputs(questions, answers):
+    ids, _ = instruction_lists(questions, answers)
+    return ids, ids.clone()
+
+
+def instruction_question_masked_with_pad(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded([[PAD] * len(q) + [*a, END] for q, a in zip(questions, answers)], IGNORE_INDEX)
+
+
+def instruction_zero_for_ignore(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded([[0] * len(q) + [*a, END] for q, a in zip(questions, answers)], 0)
+
+
+def instruction_end_in_inputs(questions, answers):
+    """The whole sequence as input; labels sequence[1:] masked, padded to the same width."""
+    rows = [[START, *q, *a, END] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)]
+    width = max(len(r) for r in rows)
+    return _padded(rows, PAD), _padded([r + [IGNORE_INDEX] * (width - len(r)) for r in labels], IGNORE_INDEX)
+
+
+def instruction_inputs_padded_with_ignore(questions, answers):
+    ids, labels = instruction_lists(questions, answers)
+    width = [1 + len(q) + len(a) for q, a in zip(questions, answers)]
+    for i, w in enumerate(width):
+        ids[i, w:] = IGNORE_INDEX
+    return ids, labels
+
+
+def instruction_no_start(questions, answers):
+    ids, labels = instruction_lists(questions, answers)
+    rows = [[*q, *a] for q, a in zip(questions, answers)]
+    return _padded([r + [PAD] * (ids.shape[1] - len(r)) for r in rows], PAD), labels
+
+
+def instruction_no_teacher_forcing(questions, answers):
+    """Inputs are only <start> + question: the answer is left out of the inputs."""
+    ids = [[START, *q] for q in questions]
+    labels = [[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)]
+    width = max(len(r) for r in ids + labels)
+    return _padded([r + [PAD] * (width - len(r)) for r in ids], PAD), _padded(labels, IGNORE_INDEX)
+
+
+def instruction_left_padded(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)]
+    width = max(len(r) for r in ids)
+    return (torch.tensor([[PAD] * (width - len(r)) + r for r in ids]),
+            torch.tensor([[IGNORE_INDEX] * (width - len(r)) + r for r in labels]))
+
+
+# -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
+
+def instruction_answer_before_question(questions, answers):
+    ids = [[START, *a, *q] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(a) + [*q, END] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, IGNORE_INDEX)
+
+
+def instruction_labels_padded_with_end(questions, answers):
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded([[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)], END)
+
+
+def instruction_rows_reversed(questions, answers):
+    return instruction_lists(questions[::-1], answers[::-1])
+
+
+def instruction_labels_padded_with_pad_and_no_end(questions, answers):
+    """Two mistakes at once. The first batch has no padding, so there it is exactly NO_END, and named so."""
+    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
+    labels = [[IGNORE_INDEX] * len(q) + [*a, IGNORE_INDEX] for q, a in zip(questions, answers)]
+    return _padded(ids, PAD), _padded(labels, PAD)
+
+
+@pytest.mark.parametrize("fn, message, names", [
+    (instruction_question_supervised, "question tokens supervised", QUESTION_SUPERVISED.name),
+    (instruction_mask_too_long, "one position too long", "the mask is one position too long: the first answer "
+                                                          "token is not supervised"),
+    (instruction_mask_too_short, "one position too short", "the mask is one position too short: the last question "
+                                                            "token is supervised"),
+    (instruction_unshifted, "labels not shifted", "labels not shifted: the answer's labels sit one position late"),
+    (instruction_no_end, "<end> missing", NO_END.name),
+    (instruction_labels_padded_with_pad, "pad the labels with IGNORE_INDEX (-100)", PAD_LABELS.name),
+    (instruction_mutates, "do not change the caller's lists", "the caller's answers changed: answer.append(END)"),
+    (instruction_labels_copy_inputs, "the token *after* input t", "labels are a copy of input_ids"),
+    (instruction_question_masked_with_pad, "get IGNORE_INDEX (-100)", "question masked with PAD (0) instead of -100"),
+    (instruction_zero_for_ignore, "PAD (0) is a token", "0 used instead of -100 everywhere in the labels (question and "
+                                                  "padding)"),
+    (instruction_end_in_inputs, "<end> is only a label", "<end> in the inputs: input_ids = <start> + question + "
+                                                          "answer + <end>"),
+    (instruction_inputs_padded_with_ignore, "pad input_ids with PAD (0)", "input_ids padded with -100 instead of "
+                                                                          "PAD (0)"),
+    (instruction_no_start, "starts with <start>", "<start> missing from the inputs"),
+    (instruction_no_teacher_forcing, "teacher forcing", "the answer missing from the inputs: input_ids = <start> + "
+                                                        "question"),
+    (instruction_left_padded, "pad on the right", "rows padded on the left"),
+    (instruction_answer_before_question, "the first difference is at position 1", None),
+    (instruction_labels_padded_with_end, "labels[0] for question", None),
+    (instruction_rows_reversed, "input_ids[0] for question 'what color ?'", None),
+    (instruction_labels_padded_with_pad_and_no_end, "labels[0] for question 'what color ?'", NO_END.name),
 ])
-def test_instruction_batch_rejects(fn, message):
-    assert_rejects(check_build_instruction_batch, fn, message, parts=("expected:", "received:", "hint:"))
+def test_instruction_batch_rejects(fn, message, names):
+    assert_rejects(check_build_instruction_batch, fn, message, parts=("expected:", "received:", "hint:"), names=names)
+
+
+def test_labels_padded_with_pad_are_not_called_question_tokens_supervised():
+    """The issue's example: labels padded with PAD (0) were told "question tokens supervised"."""
+    message = assert_rejects(check_build_instruction_batch, instruction_labels_padded_with_pad, names=PAD_LABELS.name,
+                             parts=("expected:", "received:", "matches:", "hint:"))
+    assert "question tokens supervised" not in message
+    assert named_mistakes(message) == [PAD_LABELS.name]
+    assert ("effect:" in message) == bool(effect_line(PAD_LABELS.effect))  # once effects.json has measured it
 
 
 # -- train_stage2 -----------------------------------------------------------------------------------
@@ -114,7 +220,8 @@ def test_a_wrong_instruction_builder_costs_only_its_own_test(capsys):
     """The training test runs the loop on tutor_lib's build_instruction_batch: a right loop passes with a wrong builder."""
     namespace = _notebook_namespace()
     namespace["build_instruction_batch"] = instruction_question_supervised
-    assert_rejects(check_build_instruction_batch, instruction_question_supervised, parts=("expected:", "received:"))
+    assert_rejects(check_build_instruction_batch, instruction_question_supervised, parts=("expected:", "received:"),
+                   names=QUESTION_SUPERVISED.name)
     assert_accepts(check_train_stage2, namespace["train_stage2"], capsys, "train_stage2", only_output=False)
     exec(_cell("test_train_stage2"), namespace)  # the hidden test case too
     assert "✓ train_stage2" in capsys.readouterr().out
@@ -277,20 +384,108 @@ def test_answer_question_accepts_the_notebook_solution(capsys):
                    only_output=False)
 
 
-@pytest.mark.parametrize("fn, message", [
-    (answer_keeps_end, "leave <end> out of the answer"),
-    (answer_ignores_end, "stop at the first <end>"),
-    (answer_seed_single_argmax, "at the *last* position"),
-    (answer_no_start, "the prompt is <start> + question"),
-    (answer_sampling, "greedy decoding"),
-    (answer_no_limit, "stop after max_new_tokens"),
-    (answer_tensor, "a list of token ids"),
-    (answer_tensor_items, "a list of Python ints"),
-    (answer_no_batch_dim, "pass image.unsqueeze(0)"),
-    (answer_only_last_token_fed, "feed the whole sequence"),
+def answer_one_too_many(model, image, question_tokens, max_new_tokens=5):
+    return answer_loop_steps(model, image, question_tokens, max_new_tokens + 1)
+
+
+def answer_loop_steps(model, image, question_tokens, steps):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(steps):
+        token = model(image[None], ids)[0, -1].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_flat_argmax(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], ids).argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_returns_prompt(model, image, question_tokens, max_new_tokens=5):
+    ids = [START, *question_tokens]
+    for _ in range(max_new_tokens):
+        token = model(image[None], torch.tensor([ids]))[0, -1].argmax().item()
+        if token == END:
+            break
+        ids.append(token)
+    return ids
+
+
+def answer_grows_the_question(model, image, question_tokens, max_new_tokens=5):
+    question_tokens.insert(0, START)
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], torch.tensor([question_tokens]))[0, -1].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        question_tokens.append(token)
+    return answer
+
+
+# -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
+
+def answer_one_too_few(model, image, question_tokens, max_new_tokens=5):
+    return answer_loop_steps(model, image, question_tokens, max(max_new_tokens - 1, 0))
+
+
+def answer_second_to_last_position(model, image, question_tokens, max_new_tokens=5):
+    ids = torch.tensor([[START, *question_tokens]])
+    answer = []
+    for _ in range(max_new_tokens):
+        token = model(image[None], ids)[0, -2].argmax().item()
+        if token == END:
+            break
+        answer.append(token)
+        ids = torch.cat([ids, torch.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_sorted(model, image, question_tokens, max_new_tokens=5):
+    return sorted(answer_loop(model, image, question_tokens, max_new_tokens))
+
+
+def answer_prompt_end_start(model, image, question_tokens, max_new_tokens=5):
+    """Puts <start> after the question instead of before it."""
+    return _answer_from(model, image, [*question_tokens, START], max_new_tokens)
+
+
+@pytest.mark.parametrize("fn, message, names", [
+    (answer_keeps_end, "leave it out of the answer", "<end> kept in the answer"),
+    (answer_ignores_end, "stop at the first <end>", "<end> ignored: generation goes on after it"),
+    (answer_seed_single_argmax, "at the *last* position", "logits read at a fixed position (after the question), "
+                                                          "not the last"),
+    (answer_no_start, "the prompt is <start> + question", "<start> missing from the prompt"),
+    (answer_sampling, "greedy decoding", "sampling instead of argmax"),
+    (answer_no_limit, "stop after max_new_tokens", "no max_new_tokens limit: generates until <end>"),
+    (answer_tensor, "a list of token ids", "a tensor returned instead of a list"),
+    (answer_tensor_items, "a list of Python ints", "a list of tensors returned: next_id appended instead of "
+                                                   "next_id.item()"),
+    (answer_no_batch_dim, "pass image.unsqueeze(0)", "the image passed without its batch dimension"),
+    (answer_only_last_token_fed, "feed the whole sequence", "only the newest token fed back, not the whole sequence"),
+    (answer_one_too_many, "at most max_new_tokens", "one token too many: max_new_tokens + 1"),
+    (answer_flat_argmax, "logits[0, -1].argmax()", "argmax over all the logits flattened, not the last position's"),
+    (answer_returns_prompt, "return only the new tokens", "the prompt returned with the answer"),
+    (answer_grows_the_question, "question_tokens afterwards", "the caller's question_tokens changed: the prompt "
+                                                              "built in it"),
+    (answer_one_too_few, "max_new_tokens=", None),
+    (answer_second_to_last_position, "greedy decoding", None),
+    (answer_sorted, "four-word answer", None),
+    (answer_prompt_end_start, "the model was first given the text", None),
 ])
-def test_answer_question_rejects(fn, message):
-    assert_rejects(check_answer_question, fn, message, parts=("expected:", "received:", "hint:"))
+def test_answer_question_rejects(fn, message, names):
+    assert_rejects(check_answer_question, fn, message, parts=("expected:", "received:", "hint:"), names=names)
 
 
 def test_answer_question_rejects_a_wrong_default():

@@ -12,7 +12,9 @@ model whose greedy continuation is known in advance (multi-token answers, <end> 
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -22,57 +24,122 @@ from ..evaluate import answer_question as _ref_answer_question
 from ..model import MultimodalModel
 from ..vocab import END, IGNORE_INDEX, PAD, START, VOCAB, VOCAB_SIZE
 from . import trusted
-from ._common import allclose, call, fail, passed, quiet, register, short
-from ._stages import TINY, check_training, expect_batch_tensors, first_bad_row, rng, row_text, words
+from ._common import CheckError, allclose, call, fail, passed, quiet, register, short
+from ._mistakes import Mistake, catalogue, matching
+from ._recipe_mistakes import NO_END, PAD_LABELS, QUESTION_SUPERVISED
+from ._stages import TINY, check_training, rng, row_text, words
+from .nb05_stage1 import batch_matches, expect_pair, first_difference, mutation_matches, pair, same_batch, same_output
 
 __all__ = ["check_build_instruction_batch", "check_train_stage2", "check_answer_question"]
 
 
-# -- build_instruction_batch -----------------------------------------------------------------------
+# -- build_instruction_batch: the reference and its catalogue of mistakes ------------------------------
+
+def _rows(questions, answers, ids_of, labels_of, **padding):
+    return pair([ids_of(q, a) for q, a in zip(questions, answers)], [labels_of(q, a) for q, a in zip(questions, answers)],
+                **padding)
+
+
+def _inputs(q, a):
+    return [START, *q, *a]
+
+
+def _labels(q, a):
+    return [IGNORE_INDEX] * len(q) + [*a, END]
+
 
 def _expected_instruction_batch(questions, answers) -> tuple[torch.Tensor, torch.Tensor]:
-    rows = [[START, *q, *a] for q, a in zip(questions, answers)]
-    label_rows = [[IGNORE_INDEX] * len(q) + [*a, END] for q, a in zip(questions, answers)]
-    length = max(len(r) for r in rows)
-    ids = [r + [PAD] * (length - len(r)) for r in rows]
-    labels = [r + [IGNORE_INDEX] * (length - len(r)) for r in label_rows]
-    return trusted.tensor(ids, dtype=torch.long), trusted.tensor(labels, dtype=torch.long)
+    return _rows(questions, answers, _inputs, _labels)
 
 
-def _inputs_hint(got: list[int], question: list[int], answer: list[int]) -> str:
-    if not got or got[0] != START:
-        return "every input row starts with <start> (id 1), then the question, then the answer"
-    if END in got:
-        return "<end> belongs to the labels only: inputs are <start> + question + answer"
-    if IGNORE_INDEX in got:
-        return "pad inputs with PAD (0); -100 is a label value, and nn.Embedding cannot look it up"
-    if got[1 : 1 + len(question)] != question:
-        return "the question comes right after <start>"
-    if got[1 + len(question) : 1 + len(question) + len(answer)] != answer:
-        return "the answer follows the question: inputs are <start> + question + answer (teacher forcing)"
-    return "pad the inputs on the right with PAD (0)"
+def instruction_unshifted(questions, answers):
+    """labels = the supervised tokens of the inputs, not of sequence[1:]: the answer sits one position late."""
+    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + list(a))
 
 
-def _labels_hint(got: list[int], inputs: list[int], question: list[int], answer: list[int]) -> str:
-    q, a = len(question), len(answer)
-    if got == inputs:
-        return "labels not shifted: the label at position t is the token *after* input t"
-    if any(t != IGNORE_INDEX for t in got[: q - 1]):
-        return ("question tokens supervised: every position that predicts a question token gets -100; only the "
-                "answer and its <end> carry labels")
-    if got[q - 1] != IGNORE_INDEX:
-        return ("the mask is one position too short: the last question token is supervised too; labels are "
-                "len(question) x -100, then answer + <end>")
-    if got[q] == IGNORE_INDEX:
-        if got[q + 1 : q + 1 + a] == answer:
-            return "labels not shifted: the answer's labels sit one position late; labels are sequence[1:]"
-        return ("the mask is one position too long: the first answer token is predicted at the position of the last "
-                "question token, so labels are len(question) x -100, then answer + <end>")
-    if END not in got:
-        return "<end> missing: labels end with <end> after the answer, which is how the model learns to stop"
-    if got[q : q + a + 1] == [*answer, END]:
-        return "pad labels with IGNORE_INDEX (-100), not PAD (0), so padding carries no loss"
-    return "labels: -100 for each question token, then answer + <end>, padded with -100"
+def instruction_labels_are_inputs(questions, answers):
+    ids, _ = _expected_instruction_batch(questions, answers)
+    return ids, ids.clone()
+
+
+def instruction_mask_too_long(questions, answers):
+    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + [*a[1:], END])
+
+
+def instruction_mask_too_short(questions, answers):
+    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) - 1) + [q[-1], *a, END])
+
+
+def instruction_question_masked_with_pad(questions, answers):
+    return _rows(questions, answers, _inputs, lambda q, a: [PAD] * len(q) + [*a, END])
+
+
+def instruction_zero_instead_of_ignore(questions, answers):
+    return _rows(questions, answers, _inputs, lambda q, a: [PAD] * len(q) + [*a, END], label_pad=PAD)
+
+
+def instruction_end_in_inputs(questions, answers):
+    return _rows(questions, answers, lambda q, a: [START, *q, *a, END], _labels)
+
+
+def instruction_inputs_padded_with_ignore(questions, answers):
+    return _rows(questions, answers, _inputs, _labels, id_pad=IGNORE_INDEX)
+
+
+def instruction_no_start(questions, answers):
+    return _rows(questions, answers, lambda q, a: [*q, *a], _labels)
+
+
+def instruction_answer_not_in_inputs(questions, answers):
+    return _rows(questions, answers, lambda q, a: [START, *q], _labels)
+
+
+def instruction_padded_left(questions, answers):
+    return _rows(questions, answers, _inputs, _labels, left=True)
+
+
+def instruction_appends_end(questions, answers):
+    """answer.append(END) on the caller's lists, then the right batch."""
+    for a in answers:
+        a.append(END)
+    return _rows(questions, answers, lambda q, a: [START, *q, *a[:-1]], lambda q, a: [IGNORE_INDEX] * len(q) + list(a))
+
+
+INSTRUCTION_MISTAKES = catalogue(
+    "build_instruction_batch",
+    PAD_LABELS, QUESTION_SUPERVISED, NO_END,
+    Mistake("labels not shifted: the answer's labels sit one position late", instruction_unshifted,
+            "the label at position t is the token *after* input t: labels are sequence[1:], i.e. len(question) "
+            "x -100, then answer + <end>"),
+    Mistake("labels are a copy of input_ids", instruction_labels_are_inputs,
+            "the label at position t is the token *after* input t: len(question) x -100, then answer + <end>"),
+    Mistake("the mask is one position too long: the first answer token is not supervised",
+            instruction_mask_too_long,
+            "the first answer token is predicted at the position of the last question token: labels are "
+            "len(question) x -100, then answer + <end>"),
+    Mistake("the mask is one position too short: the last question token is supervised",
+            instruction_mask_too_short,
+            "labels are len(question) x -100, then answer + <end>: the first label is the token after <start> + "
+            "the whole question"),
+    Mistake("question masked with PAD (0) instead of -100", instruction_question_masked_with_pad,
+            "positions that carry no loss get IGNORE_INDEX (-100); PAD (0) is a token the model would learn"),
+    Mistake("0 used instead of -100 everywhere in the labels (question and padding)",
+            instruction_zero_instead_of_ignore,
+            "positions that carry no loss (question, padding) get IGNORE_INDEX (-100), not PAD (0)"),
+    Mistake("<end> in the inputs: input_ids = <start> + question + answer + <end>", instruction_end_in_inputs,
+            "<end> is only a label: input_ids are <start> + question + answer (the sequence without its last token)"),
+    Mistake("input_ids padded with -100 instead of PAD (0)", instruction_inputs_padded_with_ignore,
+            "pad input_ids with PAD (0): -100 is a label value, and nn.Embedding cannot look it up"),
+    Mistake("<start> missing from the inputs", instruction_no_start,
+            "every input row starts with <start> (id 1), then the question, then the answer"),
+    Mistake("the answer missing from the inputs: input_ids = <start> + question", instruction_answer_not_in_inputs,
+            "teacher forcing: the inputs hold the answer too (<start> + question + answer), so that each answer "
+            "token is predicted from the ones before it"),
+    Mistake("rows padded on the left", instruction_padded_left,
+            "pad on the right: each row starts at position 0, padding comes after it"),
+    Mistake("the caller's answers changed: answer.append(END)", instruction_appends_end,
+            "do not change the caller's lists (append/extend do): build new ones, e.g. [START] + question + answer"),
+)
 
 
 def _instruction_case(fn, case: str, questions: list[list[int]], answers: list[list[int]]) -> None:
@@ -80,22 +147,27 @@ def _instruction_case(fn, case: str, questions: list[list[int]], answers: list[l
     result = call(case, fn, questions, answers, hint="build_instruction_batch(questions, answers) takes two lists of token lists")
     if (questions, answers) != original:
         fail(f"{case}: the arguments afterwards", short(original), short((questions, answers)),
-             "do not change the caller's lists (append/extend do): build new ones, e.g. [START] + question + answer")
-    expected_ids, expected_labels = _expected_instruction_batch(questions, answers)
-    ids, labels = expect_batch_tensors(
+             "do not change the caller's lists: build new ones, e.g. [START] + question + answer",
+             mutation_matches(INSTRUCTION_MISTAKES, original, (questions, answers)))
+    expected = _expected_instruction_batch(*original)
+    if same_batch(result, expected):
+        return  # the passing path runs no catalogue
+    matches = batch_matches(INSTRUCTION_MISTAKES, original, result)
+    expected_ids, expected_labels = expected
+    ids, labels = expect_pair(
         case, result, tuple(expected_ids.shape),
         f"(batch, longest 1 + question + answer) = {tuple(expected_ids.shape)}: inputs are <start> + question + answer, "
-        "labels the same length")
-    i = first_bad_row(ids, expected_ids)
-    if i >= 0:
-        fail(f"{case}: input_ids[{i}] for question '{words(questions[i])}', answer '{words(answers[i])}'",
-             row_text(expected_ids[i].tolist()), row_text(ids[i].tolist()),
-             _inputs_hint(ids[i].tolist(), questions[i], answers[i]))
-    i = first_bad_row(labels, expected_labels)
-    if i >= 0:
-        fail(f"{case}: labels[{i}] for question '{words(questions[i])}', answer '{words(answers[i])}'",
-             row_text(expected_labels[i].tolist()), row_text(labels[i].tolist()),
-             _labels_hint(labels[i].tolist(), ids[i].tolist(), questions[i], answers[i]))
+        "labels the same length", matches)
+    for what, got, want, layout in (
+            ("input_ids", ids, expected_ids, "input_ids are <start> + question + answer, padded on the right with "
+                                             "PAD (0)"),
+            ("labels", labels, expected_labels, "labels are len(question) x -100, then answer + <end>, padded on the "
+                                                "right with -100: label t is the token after input t")):
+        for i in range(len(want)):
+            g, w = got[i].tolist(), want[i].tolist()
+            if g != w:
+                fail(f"{case}: {what}[{i}] for question '{words(questions[i])}', answer '{words(answers[i])}'",
+                     row_text(w), row_text(g), f"{layout}; {first_difference(g, w)}", matches)
 
 
 @register
@@ -137,6 +209,19 @@ _CONFUSED = VOCAB["is"]  # what the fake says when its context is not the prompt
 _AFTER_END = VOCAB["it"]  # what it says after its script is used up
 
 
+class _Misuse(CheckError):
+    """The scripted model was called in a way the exercise rules out; `key` is what happened, for matching."""
+
+    def __init__(self, case: str, expected: str, received: str, hint: str):
+        super().__init__(case)
+        self.case, self.expected, self.received, self.hint = case, expected, received, hint
+        self.key = ("model misuse", expected, received)
+
+
+def _misuse(case: str, expected: str, received: str, hint: str):
+    raise _Misuse(case, expected, received, hint)
+
+
 class _IdEmbedding(nn.Module):
     """Embeds a token id as itself, so the fake language model can read the text back."""
 
@@ -159,11 +244,11 @@ class _ScriptedLanguageModel(nn.Module):
         owner = self._owner[0]
         owner.calls += 1
         if owner.calls > _MAX_CALLS:
-            fail(owner.case, f"at most max_new_tokens model calls for one answer (here {owner.max_new_tokens})",
-                 f"more than {_MAX_CALLS} calls", "stop after max_new_tokens new tokens, or earlier at <end>")
+            _misuse(owner.case, f"at most max_new_tokens model calls for one answer (here {owner.max_new_tokens})",
+                 f"more than {_MAX_CALLS} calls", "generate at most max_new_tokens new tokens, fewer when <end> comes")
         emb = embeddings.detach().cpu()
         if emb.dim() != 3 or emb.shape[-1] != _WIDTH:
-            fail(owner.case, "embeddings (B, T, C) from encode_images and token_embedding",
+            _misuse(owner.case, "embeddings (B, T, C) from encode_images and token_embedding",
                  f"tensor of shape {tuple(emb.shape)}", "concatenate the visual tokens and the text embeddings on dim=1")
         B, T, _ = emb.shape
         logits = trusted.zeros(B, T, VOCAB_SIZE)
@@ -208,7 +293,7 @@ class _ScriptedModel(nn.Module):
     def encode_images(self, images: torch.Tensor) -> torch.Tensor:
         size = self.image_size
         if not isinstance(images, trusted.Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != (3, size, size):
-            fail(self.case, f"images of shape (1, 3, {self.image_size}, {self.image_size})",
+            _misuse(self.case, f"images of shape (1, 3, {self.image_size}, {self.image_size})",
                  short(images) if not isinstance(images, trusted.Tensor) else f"shape {tuple(images.shape)}",
                  "the model takes a batch: pass image.unsqueeze(0) (or image[None])")
         self.images_seen.append(images.detach().cpu())
@@ -218,61 +303,185 @@ class _ScriptedModel(nn.Module):
 
     def forward(self, images: torch.Tensor, input_ids: torch.Tensor) -> torch.Tensor:
         if not isinstance(input_ids, trusted.Tensor) or input_ids.dim() != 2:
-            fail(self.case, "input_ids of shape (1, L)", short(input_ids),
+            _misuse(self.case, "input_ids of shape (1, L)", short(input_ids),
                  "the model takes a batch of token rows: torch.tensor([[START, *question_tokens, ...]])")
         visual = self.encode_images(images)
         text = self.language_model.token_embedding(input_ids.long())
         return self.language_model(torch.cat([visual, text], dim=1))  # (B, N + L, V)
 
 
-def _answer_hint(got: list[int], want: list[int], model: _ScriptedModel, max_new_tokens: int) -> str:
-    if model.first_text is not None and model.first_text[: len(model.prompt)] != model.prompt:
-        return (f"the model was first given the text '{words(model.first_text)}'; the prompt is <start> + question "
-                f"('{words(model.prompt)}')")
-    if got == want + [END]:
-        return "leave <end> out of the answer: it only says the answer is over"
-    if END in got:
-        return "stop at the first <end>, and do not include it"
-    if len(got) > max_new_tokens:
-        return f"generate at most max_new_tokens={max_new_tokens} tokens"
-    if len(got) > 1 and all(t == got[0] for t in got):
-        return ("each step reads the logits at the *last* position (logits[0, -1]) of the sequence that now includes "
-                "the tokens generated so far")
-    if _CONFUSED in got:
-        return ("append each new token to the input and feed the whole sequence (<start> + question + answer so far) "
-                "back to the model; take the argmax at the last position")
-    if len(got) < len(want) and got == want[: len(got)]:
-        return f"keep generating until <end> or max_new_tokens={max_new_tokens}"
-    return "greedy decoding: take the argmax of the last position's logits, append it, repeat; stop at <end>"
+# The catalogue: greedy decoding with one mistake each. A student's loop that never stops runs forever anyway;
+# the catalogue's own stops after _NO_LIMIT tokens so that matching on the real model always ends.
+_NO_LIMIT = 1000
 
 
-def _scripted_case(fn, case: str, question: list[int], script: list[int], max_new_tokens: int | None, image) -> None:
+def _last_argmax(logits: torch.Tensor, model, question_tokens) -> int:
+    return int(logits[0, -1].argmax())
+
+
+def _decode(model, image, question_tokens, max_new_tokens=5, *, start=True, pick=_last_argmax, stop_at_end=True,
+            keep_end=False, feed_all=True, extra_steps=0, limit=True, returns="answer"):
+    """Greedy decoding as the exercise asks, unless an option says otherwise (each option is one mistake)."""
+    ids = trusted.tensor([[START, *question_tokens] if start else list(question_tokens)])
+    fed, answer = ids, []
+    steps = max_new_tokens + extra_steps if limit else _NO_LIMIT
+    with trusted.no_grad():
+        while len(answer) < steps:
+            token = pick(model(image[None], fed), model, question_tokens)
+            if token == END and stop_at_end:
+                if keep_end:
+                    answer.append(token)
+                break
+            answer.append(token)
+            ids = trusted.cat([ids, trusted.tensor([[token]])], dim=1)
+            fed = ids if feed_all else trusted.tensor([[token]])
+    if returns == "tensor":
+        return torch.tensor(answer)
+    if returns == "tensors":
+        return [torch.tensor(t) for t in answer]
+    return ids[0].tolist() if returns == "sequence" else answer
+
+
+def _sample(logits, model, question_tokens) -> int:
+    return int(torch.multinomial(trusted.softmax(logits[0, -1], dim=-1), 1))
+
+
+def _after_question(logits, model, question_tokens) -> int:
+    return int(logits[0, model.num_patches + len(question_tokens)].argmax())
+
+
+def _flat_argmax(logits, model, question_tokens) -> int:
+    return int(logits.argmax())
+
+
+def answer_no_batch_dim(model, image, question_tokens, max_new_tokens=5):
+    ids, answer = trusted.tensor([[START, *question_tokens]]), []
+    with trusted.no_grad():
+        for _ in range(max_new_tokens):
+            token = int(model(image, ids)[0, -1].argmax())
+            if token == END:
+                break
+            answer.append(token)
+            ids = trusted.cat([ids, trusted.tensor([[token]])], dim=1)
+    return answer
+
+
+def answer_grows_the_question(model, image, question_tokens, max_new_tokens=5):
+    """Builds the prompt in the caller's list: question_tokens.insert(0, START), then appends each token to it."""
+    question_tokens.insert(0, START)
+    answer = []
+    with trusted.no_grad():
+        for _ in range(max_new_tokens):
+            token = int(model(image[None], trusted.tensor([question_tokens]))[0, -1].argmax())
+            if token == END:
+                break
+            answer.append(token)
+            question_tokens.append(token)
+    return answer
+
+
+_GREEDY = "greedy decoding: the argmax of the last position's logits, appended to the input, which is fed whole again"
+ANSWER_MISTAKES = catalogue(
+    "answer_question",
+    Mistake("<end> kept in the answer", functools.partial(_decode, keep_end=True),
+            "stop at <end> and leave it out of the answer: it only says the answer is over"),
+    Mistake("<end> ignored: generation goes on after it", functools.partial(_decode, stop_at_end=False),
+            "stop at the first <end> (and leave it out of the answer)"),
+    Mistake("<start> missing from the prompt", functools.partial(_decode, start=False),
+            "the prompt is <start> + question, as in training"),
+    Mistake("sampling instead of argmax", functools.partial(_decode, pick=_sample),
+            f"{_GREEDY}: take the argmax, do not sample"),
+    Mistake("no max_new_tokens limit: generates until <end>", functools.partial(_decode, limit=False),
+            "stop after max_new_tokens new tokens, or earlier at <end>"),
+    Mistake("one token too many: max_new_tokens + 1", functools.partial(_decode, extra_steps=1),
+            "generate at most max_new_tokens new tokens: the answer has max_new_tokens tokens at most"),
+    Mistake("only the newest token fed back, not the whole sequence", functools.partial(_decode, feed_all=False),
+            "the model keeps no state between calls: feed the whole sequence (<start> + question + answer so far) "
+            "each step, and take the argmax at the last position"),
+    Mistake("logits read at a fixed position (after the question), not the last",
+            functools.partial(_decode, pick=_after_question),
+            "each step reads the logits at the *last* position (logits[0, -1]) of the sequence that now includes "
+            "the tokens generated so far"),
+    Mistake("argmax over all the logits flattened, not the last position's", functools.partial(_decode, pick=_flat_argmax),
+            "logits are (1, positions, vocabulary): take logits[0, -1].argmax(), the best token at the last position"),
+    Mistake("the prompt returned with the answer", functools.partial(_decode, returns="sequence"),
+            "return only the new tokens: the answer after <start> + question, without <end>"),
+    Mistake("a tensor returned instead of a list", functools.partial(_decode, returns="tensor"),
+            "return a plain list of ints, e.g. answer (a list you appended next_id.item() to) or tensor.tolist()"),
+    Mistake("a list of tensors returned: next_id appended instead of next_id.item()",
+            functools.partial(_decode, returns="tensors"), "append next_id.item(), not the tensor itself"),
+    Mistake("the image passed without its batch dimension", answer_no_batch_dim,
+            "the model takes a batch: pass image.unsqueeze(0) (or image[None])"),
+    Mistake("the caller's question_tokens changed: the prompt built in it", answer_grows_the_question,
+            "do not change the caller's list: build the prompt as a new list, [START] + question_tokens"),
+)
+
+
+def _answer_outcome(fn: Callable, make_model: Callable, image, question, kwargs, seed: int) -> tuple:
+    """Run fn on a fresh model and copies of the inputs -> ((what it returned or how it misused the model, the
+    first text the scripted model read), model, the question list afterwards).
+
+    The first text is part of the outcome because the scripted model answers every wrong prompt alike.
+    """
+    model, question_arg = make_model(), list(question)
+    trusted.manual_seed(seed)  # the same draws for every function run on this case (sampling)
+    try:
+        with quiet():
+            value = fn(model, image.clone(), question_arg, **kwargs)
+    except _Misuse as misuse:
+        value = misuse.key
+    return (value, getattr(model, "first_text", None)), model, question_arg
+
+
+def _answer_matches(make_model, image, question, kwargs, seed: int, received, part: int) -> list:
+    return matching(ANSWER_MISTAKES, lambda fn: _answer_outcome(fn, make_model, image, question, kwargs, seed)[part],
+                    received, same_output)
+
+
+def _scripted_case(fn, case: str, question: list[int], script: list[int], max_new_tokens: int | None, image,
+                   seed: int) -> None:
     limit = 5 if max_new_tokens is None else max_new_tokens
-    model = _ScriptedModel(case, question, script, limit)
+    make_model = functools.partial(_ScriptedModel, case, question, script, limit)
+    model = make_model()
     kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     question_arg = list(question)
-    got = call(case, fn, model, image, question_arg, **kwargs,
-               hint="answer_question(model, image, question_tokens, max_new_tokens=5) returns a list of token ids")
+    trusted.manual_seed(seed)
+    try:
+        got = call(case, fn, model, image, question_arg, **kwargs,
+                   hint="answer_question(model, image, question_tokens, max_new_tokens=5) returns a list of token ids")
+    except _Misuse as misuse:
+        fail(misuse.case, misuse.expected, misuse.received, misuse.hint,
+             _answer_matches(make_model, image, question, kwargs, seed, (misuse.key, model.first_text), 0))
     want = (script[: script.index(END)] if END in script else script)[:limit]
-    _expect_answer(case, got, want, lambda g: _answer_hint(g, want, model, limit))
+    hint = f"{_GREEDY}; stop at <end> (not part of the answer) or after max_new_tokens={limit}"
+    if model.first_text is not None and model.first_text[: len(model.prompt)] != model.prompt:  # an observation
+        hint = (f"the model was first given the text '{words(model.first_text)}'; the prompt is <start> + question "
+                f"('{words(model.prompt)}')")
+    _expect_answer(case, got, want, hint,
+                   lambda: _answer_matches(make_model, image, question, kwargs, seed, (got, model.first_text), 0))
     if question_arg != question:
         fail(f"{case}: question_tokens afterwards", question, question_arg,
-             "do not change the caller's list: build the prompt as a new list, [START] + question_tokens")
+             "do not change the caller's list: build the prompt as a new list, [START] + question_tokens",
+             _answer_matches(make_model, image, question, kwargs, seed, question_arg, 2))
     if model.images_seen and not allclose(model.images_seen[0], image[None]):
         fail(f"{case}: the image the model was given", "the image passed to answer_question, as a batch of one",
              f"a different tensor of shape {tuple(model.images_seen[0].shape)}", "pass image.unsqueeze(0) to the model")
 
 
-def _expect_answer(case: str, got: object, want: list[int], hint) -> None:
+def _expect_answer(case: str, got: object, want: list[int], hint: str, find_matches: Callable[[], list]) -> None:
+    """Fail unless got is the list of ints `want`; only then run the catalogue (find_matches)."""
+    if isinstance(got, list) and all(type(t) is int for t in got) and got == want:
+        return  # the passing path runs no catalogue
+    matches = find_matches()
     if not isinstance(got, list):
         fail(case, f"a list of token ids: {want}", f"{type(got).__name__}: {short(got)}",
-             "return a plain list of ints, e.g. answer (a list you appended next_id.item() to) or tensor.tolist()")
+             "return a plain list of ints, e.g. answer (a list you appended next_id.item() to) or tensor.tolist()",
+             matches)
     if not all(isinstance(t, int) and not isinstance(t, bool) for t in got):
         kinds = sorted({type(t).__name__ for t in got if not isinstance(t, int) or isinstance(t, bool)})
         fail(case, f"a list of Python ints: {want}", f"a list holding {', '.join(kinds)}: {short(got)}",
-             "append next_token.item(), not the tensor itself")
-    if got != want:
-        fail(case, f"{row_text(want)}", f"{row_text(got)}", hint(got))
+             "the answer is a list of ints: append next_id.item()", matches)
+    fail(case, f"{row_text(want)}", f"{row_text(got)}", hint, matches)
 
 
 @register
@@ -303,9 +512,9 @@ def check_answer_question(answer_question) -> None:
             ("<end> would be the 4th token, max_new_tokens=3", where, [v["green"], v["square"], v["center"], END], 3),
             ("max_new_tokens=0", color, [v["red"], END], 0),
         ]
-        for case, question, script, max_new_tokens in cases:
+        for k, (case, question, script, max_new_tokens) in enumerate(cases):
             _scripted_case(answer_question, f"answer_question with a scripted model: {case}", question, script,
-                           max_new_tokens, image)
+                           max_new_tokens, image, seed=100 + k)
 
         # A tiny real model: the student's answers equal the reference's greedy answers.
         trusted.manual_seed(6)
@@ -317,9 +526,11 @@ def check_answer_question(answer_question) -> None:
                     "max_new_tokens=4)")
             with quiet():
                 want = _ref_answer_question(model, sample["image"], sample["question_tokens"], max_new_tokens=4)
+            trusted.manual_seed(200 + i)
             got = call(case, answer_question, model, sample["image"], list(sample["question_tokens"]), max_new_tokens=4)
-            _expect_answer(case, got, want, lambda g: "compare your loop with greedy decoding on the real model: "
-                           "prompt <start> + question, argmax at the last position, stop at <end>")
+            _expect_answer(case, got, want, f"{_GREEDY}; prompt <start> + question, stop at <end>",
+                           functools.partial(_answer_matches, lambda: model, sample["image"], sample["question_tokens"],
+                                             {"max_new_tokens": 4}, 200 + i, (got, None), 0))
     passed("answer_question", f"{len(cases)} scripted cases (multi-token, <end> at once, no <end>, max_new_tokens) "
            f"and {len(data)} answers of a real model match greedy decoding")
 
