@@ -163,6 +163,77 @@ def draw_floor_first(color, shape, position, image_size=64, noise_std=0.05, gene
     return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
 
 
+def draw_always_noise(color, shape, position, image_size=64, noise_std=0.05, generator=None):  # issue 17's example
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return (image + 0.05 * torch.randn(3, image_size, image_size, generator=generator)).clamp(0, 1)
+
+
+def draw_bgr(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0).flip(0)
+    return _finish(image, noise_std, generator)
+
+
+def draw_diameter(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cy, cx = _center(position, image_size)
+    half = (image_size // 6) // 2  # S // 6 read as the size of the shape
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < half**2 if shape == "circle" else ((x - cx).abs() < half) & ((y - cy).abs() < half)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def draw_unsquared(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cy, cx = _center(position, image_size)
+    r = image_size // 6
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def draw_uniform_noise(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return (image + noise_std * torch.rand(image.shape, generator=generator)).clamp(0, 1)
+
+
+def draw_std_as_variance(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return _finish(image, noise_std**0.5, generator)
+
+
+def draw_clamp_before_noise(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0).clamp(0, 1)
+    return image + noise_std * torch.randn(image.shape, generator=generator)
+
+
+# -- draw_shape: mistakes in no catalogue (the message must name none) -----------------------------
+
+def draw_radius_plus_one(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    cy, cx = _center(position, image_size)
+    r = image_size // 6 + 1
+    y, x = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+    mask = (x - cx) ** 2 + (y - cy) ** 2 < r**2 if shape == "circle" else ((x - cx).abs() < r) & ((y - cy).abs() < r)
+    return _finish(mask[None].float() * torch.tensor(COLOR_RGB[color])[:, None, None], noise_std, generator)
+
+
+def draw_double_noise(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    return _finish(draw_meshgrid(color, shape, position, image_size, 0.0), 2 * noise_std, generator)
+
+
+def draw_always_noise_float64(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    """Ignores noise_std like the issue's example, with other random numbers: no exact match, so nothing named."""
+    image = draw_meshgrid(color, shape, position, image_size, 0.0).double()
+    return (image + 0.05 * torch.randn(image.shape, generator=generator, dtype=torch.float64)).clamp(0, 1)
+
+
+def draw_gray(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0)
+    return _finish(image.mean(0, keepdim=True).expand(3, -1, -1), noise_std, generator)
+
+
+def draw_shifted_down(color, shape, position, image_size=64, noise_std=0.05, generator=None):
+    image = draw_meshgrid(color, shape, position, image_size, 0.0).roll(1, dims=1)
+    return _finish(image, noise_std, generator)
+
+
 def test_check_geometry_is_the_reference_geometry():
     for size in (64, 48, 30):
         for color in COLORS:
@@ -177,24 +248,51 @@ def test_draw_shape_accepts_correct_variants(fn, capsys):
     assert_accepts(check_draw_shape, fn, capsys, "draw_shape")
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (draw_xy_swapped, ["'top-right'", "x and y are swapped"]),
-    (draw_meshgrid_xy, ["'top-right'", "x and y are swapped"]),
-    (draw_channels_last, ["channels last", "(C, H, W)"]),
-    (draw_no_clamp, ["values in [0, 1]", "clamp after adding the noise"]),
-    (draw_randn_like, ["generators seeded alike", "randn_like ignores it"]),
-    (draw_reseeds, ["seeded differently", "do not reseed"]),
-    (draw_fixed_noise, ["noise_std=0.02", "std 0.02", "use the noise_std argument"]),
-    (draw_noise_in_shape_only, ["background", "not only to the shape"]),
-    (draw_inclusive_edge, ["strictly inside"]),
-    (draw_hard_coded_64, ["image_size=48", "shape (3, 48, 48)", "use the image_size argument"]),
-    (draw_uint8, ["floating-point", "0-255"]),
-    (draw_pure_colors, ["its color differs", "(1.0, 0.1, 0.1)"]),
-    (draw_float_radius, ["radius is image_size // 6"]),
-    (draw_floor_first, ["image_size=30", "(3 * S) // 4", "not 3 * (S // 4)"]),
+SWAPPED = "x and y swapped: the center's row used as its column"
+NO_CLAMP = "no clamp to [0, 1] after adding the noise"
+
+
+@pytest.mark.parametrize("fn, names, fragments", [
+    (draw_xy_swapped, SWAPPED, ["'top-right'", "rows are y"]),
+    (draw_meshgrid_xy, SWAPPED, ["'top-right'", "rows are y"]),
+    (draw_channels_last, "channels last (S, S, 3)", ["channels last", "(C, H, W)"]),
+    (draw_no_clamp, NO_CLAMP, ["values in [0, 1]", "clamp after adding the noise"]),
+    (draw_randn_like, "noise from the global generator, not `generator` (randn_like)",
+     ["generators seeded alike", "randn_like ignores it"]),
+    (draw_reseeds, "torch.manual_seed(0) inside draw_shape", ["seeded differently", "do not reseed"]),
+    (draw_fixed_noise, "noise_std ignored: always noise of std 0.05", ["noise_std=0.02", "std 0.02", "noise_std argument"]),
+    (draw_noise_in_shape_only, "noise on the shape only, not the background", ["background", "background included"]),
+    (draw_inclusive_edge, "the edge included (<= instead of <)", ["strictly inside"]),
+    (draw_hard_coded_64, "image_size ignored: always 64 x 64",
+     ["image_size=48", "shape (3, 48, 48)", "use the image_size argument"]),
+    (draw_uint8, "0-255 integers (uint8)", ["floating-point", "0-255"]),
+    (draw_pure_colors, "pure colors (1, 0, 0) instead of COLOR_RGB", ["COLOR_RGB", "(1.0, 0.1, 0.1)"]),
+    (draw_float_radius, "radius image_size / 6, not rounded down", ["radius is image_size // 6"]),
+    (draw_floor_first, "far centers 3 * (S // 4) instead of (3 * S) // 4",
+     ["image_size=30", "(3 * S) // 4", "multiply before dividing"]),
+    (draw_always_noise, "noise_std ignored: always noise of std 0.05", ["noise_std=0", "noise_std argument"]),
+    (draw_bgr, "channels in B, G, R order", ["noise_std=0", "channel 0 is red"]),
+    (draw_diameter, "S // 6 taken as the diameter: radius (S // 6) // 2", ["S // 6 is the radius"]),
+    (draw_unsquared, "circle: squared distance compared with r, not r ** 2", ["'circle'", "square the radius"]),
+    (draw_uniform_noise, "uniform noise (torch.rand) instead of Gaussian", ["noise_std=0.02", "Gaussian"]),
+    (draw_std_as_variance, "noise_std taken as the variance (std sqrt(noise_std))", ["noise_std=0.02"]),
+    (draw_clamp_before_noise, NO_CLAMP, ["values in [0, 1]"]),
+    (draw_radius_plus_one, None, ["noise_std=0", "radius S // 6"]),
+    (draw_double_noise, None, ["noise_std=0.02", "std 0.02"]),
+    (draw_always_noise_float64, None, ["noise_std=0", "values are neither 0 nor one of"]),
+    (draw_gray, None, ["noise_std=0", "the lit pixels are the expected ones"]),
+    (draw_shifted_down, None, ["noise_std=0", "radius S // 6"]),
 ])
-def test_draw_shape_rejects_mistakes(fn, fragments, capsys):
-    assert_rejects(check_draw_shape, fn, *fragments, capsys=capsys)
+def test_draw_shape_rejects_mistakes(fn, names, fragments, capsys):
+    assert_rejects(check_draw_shape, fn, *fragments, names=names, capsys=capsys)
+
+
+def test_draw_shape_check_leaves_the_global_rng_alone():
+    state = torch.get_rng_state()
+    check_draw_shape(draw_meshgrid)
+    with pytest.raises(CheckError):
+        check_draw_shape(draw_always_noise)
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 # -- make_qa ---------------------------------------------------------------------------------------
@@ -273,24 +371,82 @@ def qa_unknown_word(color, shape, position, question_type):
     return out
 
 
+def qa_start_in_question(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["question_tokens"] = [VOCAB["<start>"]] + out["question_tokens"]
+    return out
+
+
+def qa_caption_with_position(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["caption_tokens"] = [VOCAB[color], VOCAB[shape], VOCAB[position]]
+    return out
+
+
+def qa_no_question_mark(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["question_tokens"] = [t for t in out["question_tokens"] if t != VOCAB["?"]]
+    return out
+
+
+def qa_answer_is_type(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["answer_tokens"] = [VOCAB[question_type]]
+    return out
+
+
+# -- make_qa: mistakes in no catalogue (the message must name none) --------------------------------
+
+def qa_answer_off_by_one(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["answer_tokens"] = [out["answer_tokens"][0] + 1]
+    return out
+
+
+def qa_caption_color_only(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["caption_tokens"] = [VOCAB[color]]
+    return out
+
+
+def qa_question_reversed(color, shape, position, question_type):
+    out = qa_dict_lookup(color, shape, position, question_type)
+    out["question_tokens"] = out["question_tokens"][::-1]
+    return out
+
+
+def qa_tuples(color, shape, position, question_type):
+    return {k: tuple(v) for k, v in qa_dict_lookup(color, shape, position, question_type).items()}
+
+
 @pytest.mark.parametrize("fn", [qa_dict_lookup, qa_if_chain, tutor_lib.data.make_qa])
 def test_make_qa_accepts_correct_variants(fn, capsys):
     assert_accepts(check_make_qa, fn, capsys, "make_qa", "all 90")
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (qa_with_end, ["['answer_tokens']", "[10] (red)", "[10, 2] (red <end>)", "no <start> or <end>"]),
-    (qa_caption_swapped, ["['caption_tokens']", "color first"]),
-    (qa_words, ["token ids, not words"]),
-    (qa_int_answer, ["the int 10", "even a one-word answer is a list"]),
-    (qa_short_keys, ["keys", "'question_tokens'", "keep the seed's key names"]),
-    (qa_always_color, ["'shape')['answer_tokens']", "answered with the shape"]),
-    (qa_position_question_missing_it, ["'position')['question_tokens']", "'where is it ?'"]),
-    (qa_tensors, ["plain Python lists"]),
-    (qa_unknown_word, ["'position')", "KeyError", "in VOCAB"]),
+@pytest.mark.parametrize("fn, names, fragments", [
+    (qa_with_end, "<end> appended to the answer",
+     ["['answer_tokens']", "[10] (red)", "[10, 2] (red <end>)", "no <start> or <end>"]),
+    (qa_caption_swapped, "caption '<shape> <color>' instead of '<color> <shape>'", ["['caption_tokens']", "color first"]),
+    (qa_words, "words instead of token ids", ["token ids, not words"]),
+    (qa_int_answer, "the answer as an int, not a list", ["the int 10", "even a one-word answer is a list"]),
+    (qa_short_keys, "keys 'question', 'answer', 'caption'", ["keys", "'question_tokens'", "keep the seed's key names"]),
+    (qa_always_color, "every question answered with the color", ["'shape')['answer_tokens']", "its own value"]),
+    (qa_position_question_missing_it, "'where is ?' for the position question ('it' missing)",
+     ["'position')['question_tokens']", "'where is it ?'"]),
+    (qa_tensors, "tensors instead of lists", ["plain Python lists"]),
+    (qa_unknown_word, "'what position ?' as the position question", ["'position')", "KeyError", "in VOCAB"]),
+    (qa_start_in_question, "<start> put before the question", ["['question_tokens']", "no <start> or <end>"]),
+    (qa_caption_with_position, "the position in the caption too", ["['caption_tokens']", "'<color> <shape>'"]),
+    (qa_no_question_mark, "the questions without their '?'", ["['question_tokens']", "'?' is a word"]),
+    (qa_answer_is_type, "the question type's word as the answer", ["'color')['answer_tokens']", "not the word"]),
+    (qa_answer_off_by_one, None, ["['answer_tokens']", "answered with the color"]),
+    (qa_caption_color_only, None, ["['caption_tokens']", "'<color> <shape>'"]),
+    (qa_question_reversed, None, ["['question_tokens']", "look each word up"]),
+    (qa_tuples, None, ["a list of ints"]),
 ])
-def test_make_qa_rejects_mistakes(fn, fragments, capsys):
-    assert_rejects(check_make_qa, fn, *fragments, parts=("hint:",), capsys=capsys)
+def test_make_qa_rejects_mistakes(fn, names, fragments, capsys):
+    assert_rejects(check_make_qa, fn, *fragments, names=names, parts=("hint:",), capsys=capsys)
 
 
 # -- guards -----------------------------------------------------------------------------------------
