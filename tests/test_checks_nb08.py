@@ -199,26 +199,77 @@ def inputs_padded_with_ignore_index(conversations):
     return torch.where(ids == PAD, torch.full_like(ids, IGNORE), ids), labels
 
 
+def last_end_not_supervised(conversations):
+    ids, labels = loop_version(conversations)
+    lengths = [sum(len(q) + len(a) + 1 for q, a in turns) for turns in conversations]
+    for b, n in enumerate(lengths):
+        labels[b, n - 1] = IGNORE
+    return ids, labels
+
+
+def one_turn_rows_joined(conversations):
+    """Every turn as its own build_instruction_batch row, the rows joined: <start> between turns, no <end>."""
+    inputs = [sum(([START, *q, *a] for q, a in turns), []) for turns in conversations]
+    labels = [sum(([IGNORE] * len(q) + [*a, END] for q, a in turns), []) for turns in conversations]
+    return _pad(inputs, PAD), _pad(labels, IGNORE)
+
+
+# -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
+
+def questions_masked_with_zero(conversations):
+    ids, labels = loop_version(conversations)
+    lengths = [sum(len(q) + len(a) + 1 for q, a in turns) for turns in conversations]
+    for b, n in enumerate(lengths):
+        row = labels[b, :n]
+        row[row == IGNORE] = PAD
+    return ids, labels
+
+
+def turns_reversed(conversations):
+    return loop_version([turns[::-1] for turns in conversations])
+
+
+def labels_shifted_by_two(conversations):
+    ids, labels = loop_version(conversations)
+    return ids, torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)
+
+
 WRONG = {
-    "question tokens supervised": (questions_supervised, "must be masked"),
-    "missing <end> after a turn": (no_end_between_turns, "must be followed by <end>"),
-    "<end> not supervised": (end_not_supervised, "must be supervised|must be a label"),
-    "final <end> in the input": (final_end_in_input, "final <end> is only a label"),
-    "off-by-one shift": (labels_not_shifted, "off by one"),
-    "labels padded with 0": (labels_padded_with_zero, "padding positions must be IGNORE_INDEX"),
-    "only the last answer supervised": (only_last_answer_supervised, "not supervised"),
-    "<start> before every turn": (start_before_every_turn, "<start> appears once"),
-    "mutates the caller's lists": (mutates_its_input, "changed the token lists"),
-    "int32 tensors": (int32_tensors, "torch.int64"),
-    "inputs padded with -100": (inputs_padded_with_ignore_index, "pad input_ids on the right with PAD"),
-    "padded before shifting": (pad_then_shift, "padded before shifting"),
+    "question tokens supervised": (questions_supervised, "question tokens supervised",
+                                   "question tokens supervised: the labels are every next token"),
+    "missing <end> after a turn": (no_end_between_turns, "every answer is followed by <end>",
+                                   "<end> missing between turns: only the last answer has one"),
+    "<end> not supervised": (end_not_supervised, "how the model learns to stop", "<end> not supervised"),
+    "final <end> in the input": (final_end_in_input, "final <end> is only a label", "the final <end> kept in the input"),
+    "off-by-one shift": (labels_not_shifted, "FOLLOWS input_ids",
+                         "labels not shifted: labels[t] is the supervised token at t, not at t + 1"),
+    "labels padded with 0": (labels_padded_with_zero, "pad labels with IGNORE_INDEX",
+                             "labels padded with PAD (0) instead of -100"),
+    "only the last answer supervised": (only_last_answer_supervised, "not only the last one",
+                                        "only the last answer supervised"),
+    "<start> before every turn": (start_before_every_turn, "<start> appears once", "<start> before every turn"),
+    "mutates the caller's lists": (mutates_its_input, "changed the token lists",
+                                   "the caller's answers changed: answer.append(END)"),
+    "int32 tensors": (int32_tensors, "torch.int64", "int32 tensors instead of int64 (long)"),
+    "inputs padded with -100": (inputs_padded_with_ignore_index, "pad input_ids on the right with PAD",
+                                "input_ids padded with -100 instead of PAD (0)"),
+    "padded before shifting": (pad_then_shift, "then pad",
+                               "padded before shifting: shorter rows keep their final <end> in the input"),
+    "last <end> not supervised": (last_end_not_supervised, "learns to stop", "the last <end> not supervised"),
+    "one-turn rows joined": (one_turn_rows_joined, "<start> only once",
+                             "one-turn rows joined: <start> instead of <end> between turns"),
+    "questions masked with 0 (no catalogue)": (questions_masked_with_zero, "IGNORE_INDEX (-100) for question tokens",
+                                               None),
+    "turns in reverse order (no catalogue)": (turns_reversed, "input_ids[0] =", None),
+    "labels shifted by two (no catalogue)": (labels_shifted_by_two, "the first difference is at position", None),
 }
 
 
 @pytest.mark.parametrize("name", list(WRONG))
 def test_wrong_variants_fail_with_a_specific_message(name, capsys):
-    fn, message = WRONG[name]
-    assert_rejects(check_build_conversation_batch, fn, parts=("case:", "expected:", "received:"), match=message, capsys=capsys)
+    fn, message, names = WRONG[name]
+    assert_rejects(check_build_conversation_batch, fn, message, parts=("case:", "expected:", "received:", "hint:"),
+                   names=names, capsys=capsys)
 
 
 def test_one_turn_case_comes_first_and_names_build_instruction_batch():
@@ -231,7 +282,7 @@ def test_expect_batch_with_literal_values():
     ids = [[1, 3, 4, 9, 10, 2, 20, 3, 5, 9, 13]]
     labels = [[-100, -100, -100, 10, 2, -100, -100, -100, -100, 13, 2]]
     expect_batch("literal", loop_version, conversations, ids, labels)
-    with pytest.raises(CheckError, match="must be masked"):
+    with pytest.raises(CheckError, match="question tokens supervised"):
         expect_batch("literal", questions_supervised, conversations, ids, labels)
 
 

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 
 from ..batching import build_conversation_batch as _reference
 from ..batching import build_instruction_batch as _one_turn
 from ..vocab import END, EXTENDED_VOCAB, IGNORE_INDEX, PAD, START, encode
-from ._common import call, expect_tensor, fail, passed, register, short
+from ._common import call, fail, passed, register, short
+from ._mistakes import Mistake, catalogue
 from ._stages import words
+from .nb05_stage1 import batch_matches, first_difference, mutation_matches, pair
 
 __all__ = ["check_build_conversation_batch", "expect_batch"]
 
@@ -29,68 +32,121 @@ def _sequence(turns) -> tuple[list[int], list[bool], list[int]]:
     return tokens, supervised, turn_of
 
 
-def _diagnose_inputs(case: str, conversations, got: list[list[int]], want: list[list[int]]) -> None:
-    """Fail with a specific hint at the first input row that differs (rows may differ in length)."""
-    for b, (g, w) in enumerate(zip(got, want)):
-        if g == w:
-            continue
-        tokens, _, turn_of = _sequence(conversations[b])
-        real = len(tokens) - 1  # the unpadded length of this row
-        g_real, tail = g[:real], g[real:]
-        expected, received = f"input_ids[{b}] = {words(w)}", f"input_ids[{b}] = {words(g)}"
-        if g_real == w[:real] and tail[:1] == [END] and len(g) > len(w):
-            hint = "the final <end> is only a label: the input stops after the last answer (sequence[:-1])"
-        elif g_real == w[:real] and tail[:1] == [END] and all(t == PAD for t in tail[1:]):
-            hint = ("this shorter conversation keeps its final <end> in the input: you padded before shifting. "
-                    "Cut each row first (input = sequence[:-1]), then pad with PAD")
-        elif g_real and g_real[0] != START:
-            hint = "every input row starts with <start>"
-        elif g_real.count(START) > 1:
-            hint = "<start> appears once, at the very beginning; turns are separated by <end>, not <start>"
-        elif g_real.count(END) < w[:real].count(END):
-            hint = ("each answer except the last must be followed by <end> in the input, so the model sees "
-                    "where one turn stops and the next question begins")
-        elif g_real == w[:real] and any(t != PAD for t in tail):
-            hint = f"pad input_ids on the right with PAD ({PAD}) up to the longest conversation"
-        else:
-            t = next((i for i, (x, y) in enumerate(zip(g, w)) if x != y), min(len(g), len(w)))
-            hint = f"first difference at position {t} (turn {turn_of[t] if t < len(turn_of) else '-'})"
-        fail(case, expected, received, hint)
+# -- the catalogue: the reference with one mistake each ----------------------------------------------
+
+def _layout(turns, *, supervise_question=False, last_answer_only=False, supervise_end=True, supervise_last_end=True,
+            end_between_turns=True, start_before_turns=False) -> tuple[list[int], list[bool]]:
+    """The full sequence of one conversation and which of its tokens are supervised (the reference by default)."""
+    tokens, supervised = [START], [False]
+    for k, (question, answer) in enumerate(turns):
+        last = k == len(turns) - 1
+        if start_before_turns and k:
+            tokens, supervised = tokens + [START], supervised + [False]
+        tokens += [*question, *answer]
+        supervised += [supervise_question] * len(question) + [last or not last_answer_only] * len(answer)
+        if last or end_between_turns:
+            tokens.append(END)
+            supervised.append(supervise_end and (not last or supervise_last_end) and (last or not last_answer_only))
+    return tokens, supervised
 
 
-def _diagnose_labels(case: str, conversations, got: list[list[int]], want: list[list[int]]) -> None:
-    for b, (g, w) in enumerate(zip(got, want)):
-        if g == w:
-            continue
-        tokens, supervised, turn_of = _sequence(conversations[b])
-        real = len(tokens) - 1
-        expected, received = f"labels[{b}] = {words(w)}", f"labels[{b}] = {words(g)}"
-        targets = tokens[1:]
-        unshifted = [t if s else IGNORE_INDEX for t, s in zip(tokens[:-1], supervised[1:])]
-        unshifted_2 = [t if s else IGNORE_INDEX for t, s in zip(tokens[:-1], supervised[:-1])]
-        if g[:real] in (unshifted, unshifted_2) or g[:real] == [IGNORE_INDEX] + w[:real - 1] \
-                or g[:real] == w[1:real] + [IGNORE_INDEX]:
-            hint = ("labels are off by one: labels[t] must be the token that FOLLOWS input_ids[t], "
-                    "i.e. labels = sequence[1:] while input_ids = sequence[:-1]")
-            fail(case, expected, received, hint)
-        t = next(i for i, (x, y) in enumerate(zip(g, w)) if x != y)
-        turn = turn_of[t + 1] if t + 1 < len(turn_of) else None
-        if t >= real:
-            hint = (f"padding positions must be IGNORE_INDEX ({IGNORE_INDEX}) in labels, not {g[t]}: "
-                    "a PAD label would train the model to predict <pad>")
-        elif w[t] == IGNORE_INDEX and g[t] == targets[t]:
-            hint = (f"position {t} predicts a token of question {turn}, which must be masked with IGNORE_INDEX: "
-                    "the model should learn to answer, not to ask")
-        elif w[t] == END and g[t] == IGNORE_INDEX:
-            hint = (f"the <end> after answer {turn} must be supervised, so the model learns to stop "
-                    "after every answer, not only the last one" if turn != len(conversations[b]) else
-                    "the final <end> must be a label, so the model learns to stop after its answer")
-        elif w[t] != IGNORE_INDEX and g[t] == IGNORE_INDEX:
-            hint = (f"answer {turn} is not supervised: every answer of the conversation is a label, "
-                    "not only the last one")
+def _batch(conversations, *, shift: bool = True, keep_final_end: bool = False, id_pad: int = PAD,
+           label_pad: int = IGNORE_INDEX, dtype: torch.dtype = torch.long, **layout):
+    """inputs = sequence[:-1], labels = the supervised tokens of sequence[1:], each row padded on the right."""
+    inputs, labels = [], []
+    for turns in conversations:
+        tokens, supervised = _layout(turns, **layout)
+        targets = [t if s else IGNORE_INDEX for t, s in zip(tokens, supervised)]
+        if keep_final_end:
+            inputs.append(tokens)
+            labels.append(targets[1:] + [IGNORE_INDEX])
         else:
-            hint = f"first difference at position {t} (turn {turn}): expected {w[t]}, received {g[t]}"
-        fail(case, expected, received, hint)
+            inputs.append(tokens[:-1])
+            labels.append(targets[1:] if shift else targets[:-1])
+    ids, label_ids = pair(inputs, labels, id_pad, label_pad)
+    return ids.to(dtype), label_ids.to(dtype)
+
+
+def conversation_padded_before_shifting(conversations):
+    """Pads the full sequences, then shifts: shorter rows keep their final <end> in the input."""
+    rows = [_layout(turns) for turns in conversations]
+    targets = [[t if s else IGNORE_INDEX for t, s in zip(*row)] for row in rows]
+    ids, label_ids = pair([tokens for tokens, _ in rows], targets)
+    return ids[:, :-1], label_ids[:, 1:]
+
+
+def conversation_one_turn_rows_joined(conversations):
+    """Each turn laid out as a one-turn batch row (<start> q a / -100.. a <end>), the rows joined end to end."""
+    inputs = [[t for q, a in turns for t in (START, *q, *a)] for turns in conversations]
+    labels = [[t for q, a in turns for t in ([IGNORE_INDEX] * len(q) + [*a, END])] for turns in conversations]
+    return pair(inputs, labels)
+
+
+def conversation_appends_end(conversations):
+    """answer.append(END) on the caller's lists, then the right batch."""
+    for turns in conversations:
+        for _question, answer in turns:
+            answer.append(END)
+    return _batch([[(q, a[:-1]) for q, a in turns] for turns in conversations])
+
+
+CONVERSATION_MISTAKES = catalogue(
+    "build_conversation_batch",
+    Mistake("question tokens supervised: the labels are every next token",
+            functools.partial(_batch, supervise_question=True),
+            "a position that predicts a question token gets IGNORE_INDEX: the model learns to answer, not to ask"),
+    Mistake("<end> missing between turns: only the last answer has one",
+            functools.partial(_batch, end_between_turns=False),
+            "every answer is followed by <end>, in the input too, so the model sees where a turn stops"),
+    Mistake("<end> not supervised", functools.partial(_batch, supervise_end=False),
+            "the <end> after every answer is a label: it is how the model learns to stop after each answer"),
+    Mistake("the last <end> not supervised", functools.partial(_batch, supervise_last_end=False),
+            "the final <end> is a label too: it is how the model learns to stop after its answer"),
+    Mistake("the final <end> kept in the input", functools.partial(_batch, keep_final_end=True),
+            "the final <end> is only a label: the input stops after the last answer (sequence[:-1])"),
+    Mistake("labels not shifted: labels[t] is the supervised token at t, not at t + 1",
+            functools.partial(_batch, shift=False),
+            "labels[t] is the token that FOLLOWS input_ids[t]: labels = sequence[1:] while input_ids = "
+            "sequence[:-1]"),
+    Mistake("labels padded with PAD (0) instead of -100", functools.partial(_batch, label_pad=PAD),
+            f"pad labels with IGNORE_INDEX ({IGNORE_INDEX}): a PAD label would train the model to predict <pad>"),
+    Mistake("input_ids padded with -100 instead of PAD (0)", functools.partial(_batch, id_pad=IGNORE_INDEX),
+            f"pad input_ids on the right with PAD ({PAD}): -100 is a label value, and nn.Embedding cannot look it up"),
+    Mistake("only the last answer supervised", functools.partial(_batch, last_answer_only=True),
+            "every answer of the conversation and its <end> are labels, not only the last one"),
+    Mistake("<start> before every turn", functools.partial(_batch, start_before_turns=True),
+            "<start> appears once, at the very beginning; turns are separated by <end>"),
+    Mistake("one-turn rows joined: <start> instead of <end> between turns", conversation_one_turn_rows_joined,
+            "one sequence per conversation: <start> q1 a1 <end> q2 a2 <end> ... qn an as input; <start> only once"),
+    Mistake("padded before shifting: shorter rows keep their final <end> in the input",
+            conversation_padded_before_shifting,
+            "cut each row first (input = sequence[:-1], labels = sequence[1:]), then pad"),
+    Mistake("int32 tensors instead of int64 (long)", functools.partial(_batch, dtype=torch.int32),
+            "token ids and labels are torch.long: torch.tensor(rows, dtype=torch.long)"),
+    Mistake("the caller's answers changed: answer.append(END)", conversation_appends_end,
+            "build new lists (e.g. [START] + question + answer) instead of question += ... or .append on the input"),
+)
+
+
+def _first_difference(conversations, b: int, got: list[int], want: list[int]) -> str:
+    """An observation: where row b first differs, and which turn that position predicts."""
+    t = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
+    turn_of = _sequence(conversations[b])[2]
+    where = f"turn {turn_of[t + 1]}" if t + 1 < len(turn_of) else "padding"
+    return f"{first_difference(got, want)} ({where})"
+
+
+_INPUTS = "input = <start> q1 a1 <end> q2 a2 <end> ... qn an (no final <end>), padded on the right with PAD (0)"
+_LABELS = ("labels[t] is the token after input_ids[t] where it is an answer token or its <end>, IGNORE_INDEX (-100) "
+           "for question tokens and padding")
+
+
+def _compare_rows(case: str, conversations, what: str, got: list[list[int]], want: list[list[int]], layout: str,
+                  matches) -> None:
+    for b, (g, w) in enumerate(zip(got, want)):
+        if g != w:
+            fail(case, f"{what}[{b}] = {words(w)}", f"{what}[{b}] = {words(g)}",
+                 f"{layout}; {_first_difference(conversations, b, g, w)}", matches)
 
 
 @register
@@ -108,28 +164,39 @@ def expect_batch(case: str, build_conversation_batch, conversations, expected_id
                   hint="build_conversation_batch(conversations) should return (input_ids, labels)")
     if given != conversations:
         fail(case, "the conversations left unchanged", "your function changed the token lists it was given",
-             "build new lists (e.g. [START] + question + answer) instead of question += ... or .append on the input")
+             "build new lists (e.g. [START] + question + answer) instead of question += ... or .append on the input",
+             mutation_matches(CONVERSATION_MISTAKES, (conversations,), (given,)))
+    if isinstance(result, (tuple, list)) and len(result) == 2 and all(
+            isinstance(x, torch.Tensor) and x.dtype == torch.long for x in result) \
+            and result[0].tolist() == expected_ids and result[1].tolist() == expected_labels:
+        return  # the passing path runs no catalogue
+    matches = batch_matches(CONVERSATION_MISTAKES, (conversations,), result)
     if not isinstance(result, (tuple, list)) or len(result) != 2:
-        fail(case, "a pair (input_ids, labels)", short(result), "return both tensors: `return input_ids, labels`")
+        fail(case, "a pair (input_ids, labels)", short(result), "return both tensors: `return input_ids, labels`",
+             matches)
     input_ids, labels = result
     shape = (len(expected_ids), len(expected_ids[0]))
     for name, value in (("input_ids", input_ids), ("labels", labels)):
-        expect_tensor(f"{case}: {name}", value, dtype=torch.long)
+        if not isinstance(value, torch.Tensor):
+            fail(f"{case}: {name}", "a torch.Tensor", f"{type(value).__name__}: {short(value)}",
+                 "build it with torch.tensor(rows, dtype=torch.long)", matches)
+        if value.dtype != torch.long:
+            fail(f"{case}: {name}", f"dtype {torch.long}", f"dtype {value.dtype}",
+                 "token ids and labels are torch.long: torch.tensor(rows, dtype=torch.long)", matches)
         if value.dim() != 2 or value.shape[0] != shape[0]:
             fail(f"{case}: {name}", f"shape {shape} (one row per conversation)", f"shape {tuple(value.shape)}",
-                 "stack the padded rows into one (B, L) tensor")
+                 "stack the padded rows into one (B, L) tensor", matches)
     got_ids, got_labels = input_ids.tolist(), labels.tolist()
     if tuple(input_ids.shape) != shape:
-        _diagnose_inputs(f"{case}: input_ids", conversations, got_ids, expected_ids)
+        _compare_rows(f"{case}: input_ids", conversations, "input_ids", got_ids, expected_ids, _INPUTS, matches)
         longest = max(range(len(expected_ids)), key=lambda b: len(_sequence(conversations[b])[0]))
         fail(f"{case}: input_ids", f"shape {shape}: pad to the longest conversation, whose input has {shape[1]} tokens "
-             f"{words(expected_ids[longest])}", f"shape {tuple(input_ids.shape)}",
-             "input = <start> q1 a1 <end> q2 a2 <end> ... qn an (no final <end>), padded on the right")
+             f"{words(expected_ids[longest])}", f"shape {tuple(input_ids.shape)}", _INPUTS, matches)
     if tuple(labels.shape) != shape:
         fail(f"{case}: labels", f"shape {shape}, the same as input_ids", f"shape {tuple(labels.shape)}",
-             "labels[t] is the target of input_ids[t], so both tensors have the same shape")
-    _diagnose_inputs(case, conversations, got_ids, expected_ids)
-    _diagnose_labels(case, conversations, got_labels, expected_labels)
+             "labels[t] is the target of input_ids[t], so both tensors have the same shape", matches)
+    _compare_rows(case, conversations, "input_ids", got_ids, expected_ids, _INPUTS, matches)
+    _compare_rows(case, conversations, "labels", got_labels, expected_labels, _LABELS, matches)
     for b, row in enumerate(got_labels):
         if all(t == IGNORE_INDEX for t in row):  # cannot happen when the comparison above passed; kept as a guard
             fail(case, "at least one supervised label per row", f"row {b} is all -100", "supervise the answers")
