@@ -36,51 +36,86 @@ def _tensors(stage: int, dataset, question_supervised: bool = False, pad_labels_
 
 def make_train(stage: int, *, freeze: str = "set_stage", all_parameters: bool = False, slice_offset: int = 0,
                shift: bool = True, reduction: str = "mean", epoch_value: str = "mean", question_supervised: bool = False,
-               pad_labels_with: int = IGNORE_INDEX, maximize: bool = False, optimizer: str = "adam"):
+               pad_labels_with: int = IGNORE_INDEX, maximize: bool = False, optimizer: str = "adam",
+               freeze_after_optimizer: bool = False, steps: str = "zero_grad backward step", fixed_lr: float | None = None,
+               skip_last_batch: bool = False, end_supervised: bool = True, label_smoothing: float = 0.0,
+               detach_logits: bool = False):
     """A vectorised training loop; each keyword switches on one typical mistake (defaults: correct)."""
 
     def train(model, dataset, num_epochs, batch_size, lr):
-        if freeze == "set_stage":
-            set_stage(model, stage)
-        elif freeze == "other_stage":
-            set_stage(model, 3 - stage)
-        elif freeze == "everything_on":
-            model.requires_grad_(True)
-        elif freeze == "method":
-            model.set_stage(stage)  # the seed's API, which MultimodalModel does not have
+        def freeze_model():
+            if freeze == "set_stage":
+                set_stage(model, stage)
+            elif freeze == "other_stage":
+                set_stage(model, 3 - stage)
+            elif freeze == "everything_on":
+                model.requires_grad_(True)
+            elif freeze == "vision_on":
+                set_stage(model, stage)
+                model.vision_encoder.requires_grad_(True)
+            elif freeze == "swapped":  # the projector frozen, the language model trained
+                model.requires_grad_(False)
+                model.language_model.requires_grad_(True)
+            elif freeze == "method":
+                model.set_stage(stage)  # the seed's API, which MultimodalModel does not have
+
+        if not freeze_after_optimizer:
+            freeze_model()
         params = list(model.parameters()) if all_parameters else [p for p in model.parameters() if p.requires_grad]
+        rate = lr if fixed_lr is None else fixed_lr
         if optimizer == "sgd":
-            opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
+            opt = torch.optim.SGD(params, lr=rate, momentum=0.9)
         else:
-            opt = torch.optim.Adam(params, lr=lr, maximize=maximize)
+            opt = torch.optim.Adam(params, lr=rate, maximize=maximize)
+        if freeze_after_optimizer:
+            freeze_model()
         images, ids, labels = _tensors(stage, dataset, question_supervised, pad_labels_with)
         if not shift:
-            labels = torch.where(ids == PAD, IGNORE_INDEX, ids)
+            labels = torch.where(ids == PAD, IGNORE_INDEX, ids) if pad_labels_with == IGNORE_INDEX else ids
+        if not end_supervised:
+            labels = labels.masked_fill(labels == END, IGNORE_INDEX)
         n, N = len(images), model.num_patches
-        losses = []
+        losses, total = [], 0.0
         for _ in range(num_epochs):
             order = torch.randperm(n)
             batch_losses = []
-            for start in range(0, n, batch_size):
+            if epoch_value != "not_reset":
+                total = 0.0
+            for start in range(0, n - batch_size if skip_last_batch else n, batch_size):
                 idx = order[start : start + batch_size]
                 logits = model(images[idx], ids[idx])
+                if detach_logits:
+                    logits = logits.detach()
                 lab = labels[idx]
                 if slice_offset == 0:
                     text = logits[:, N:]
                 elif slice_offset == -1:
                     text = logits[:, N - 1 : -1]
+                elif slice_offset == "image":
+                    text = logits[:, : lab.shape[1]]
                 else:
                     text, lab = logits[:, N + 1 :], lab[:, :-1]
                 loss = F.cross_entropy(text.reshape(-1, text.shape[-1]), lab.reshape(-1), ignore_index=IGNORE_INDEX,
-                                       reduction=reduction)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+                                       reduction="sum" if reduction in ("samples", "positions") else reduction,
+                                       label_smoothing=label_smoothing)
+                if reduction == "samples":
+                    loss = loss / len(idx)
+                elif reduction == "positions":
+                    loss = loss / lab.numel()
+                for action in steps.split():
+                    if action == "zero_grad":
+                        opt.zero_grad()
+                    elif action == "backward":
+                        loss.backward()
+                    elif action == "step":
+                        opt.step()
                 batch_losses.append(loss)
             if epoch_value == "mean":
                 losses.append(sum(b.item() for b in batch_losses) / len(batch_losses))
             elif epoch_value == "last":
                 losses.append(batch_losses[-1].item())
+            elif epoch_value == "first":
+                losses.append(batch_losses[0].item())
             elif epoch_value == "per_batch":
                 losses.extend(b.item() for b in batch_losses)
             elif epoch_value == "sum":
@@ -89,7 +124,12 @@ def make_train(stage: int, *, freeze: str = "set_stage", all_parameters: bool = 
                 losses.append(sum(b.item() for b in batch_losses) / n)
             elif epoch_value == "tensor":
                 losses.append(sum(batch_losses) / len(batch_losses))  # keeps the graph
-        return losses
+            elif epoch_value == "not_reset":
+                total += sum(b.item() for b in batch_losses)
+                losses.append(total / len(batch_losses))
+            elif epoch_value == "median":
+                losses.append(sorted(b.item() for b in batch_losses)[len(batch_losses) // 2])
+        return None if epoch_value == "nothing" else losses
 
     train.__defaults__ = DEFAULTS[stage]
     train.__name__ = train.__qualname__ = f"train_stage{stage}"

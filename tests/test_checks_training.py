@@ -15,6 +15,7 @@ from check_assertions import assert_accepts, assert_rejects
 from stage_students import make_train, make_train_per_batch
 
 from tutor_lib.checks import CheckError, check_train_stage1, check_train_stage2
+from tutor_lib.checks._recipe_mistakes import LOGITS_ONE_OFF_NAME, NO_END, QUESTION_SUPERVISED
 from tutor_lib.vocab import PAD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,23 +49,62 @@ def test_train_stage1_accepts_the_notebook_solution(capsys):
     assert_accepts(check_train_stage1, namespace["train_stage1"], capsys, "train_stage1", only_output=False)
 
 
-@pytest.mark.parametrize("mistake, message", [
-    ({"freeze": "none", "all_parameters": True}, "language_model changed"),
-    ({"freeze": "other_stage"}, "stage 1 trains only the projector"),
-    ({"slice_offset": -1}, "logits sliced one position off"),
-    ({"slice_offset": 1}, "logits sliced one position off"),
-    ({"shift": False}, "labels not shifted"),
-    ({"reduction": "sum"}, "summed instead of averaged"),
-    ({"epoch_value": "per_batch"}, "one loss per batch"),
-    ({"epoch_value": "last"}, "last batch's loss"),
-    ({"epoch_value": "sum"}, "sum of the 3 batch losses"),
-    ({"epoch_value": "per_sample"}, "divided by the number of samples"),
-    ({"epoch_value": "tensor"}, "loss.item()"),
-    ({"freeze": "method"}, "not model.set_stage(stage)"),
-    ({"maximize": True}, "the loss goes down"),
+# Each wrong loop names the catalogue mistakes (tutor_lib/checks/_stages.py) that fail the same case the same way;
+# names=None: no catalogued mistake does, and the message names none.
+SET_STAGE_1 = ("set_stage not called", "set_stage(model, 2) called in stage 1")  # the fresh model: the same flags
+NO_UPDATE = ("optimizer.step() missing", "loss.backward() missing",
+             "optimizer.zero_grad() between backward and step: the gradients are gone")  # no parameter moves
+
+
+@pytest.mark.parametrize("mistake, message, names", [
+    ({"freeze": "none", "all_parameters": True}, "language_model changed", SET_STAGE_1),
+    ({"freeze": "none"}, "call set_stage(model, 1)", SET_STAGE_1),
+    ({"freeze": "other_stage"}, "language_model changed", SET_STAGE_1),
+    ({"freeze": "everything_on", "all_parameters": True}, "language_model changed",
+     "every parameter made trainable: model.requires_grad_(True)"),
+    ({"freeze": "vision_on"}, "requires_grad on for vision_encoder", "the vision encoder left trainable"),
+    ({"slice_offset": -1}, "logits sliced one position off", LOGITS_ONE_OFF_NAME),
+    ({"slice_offset": 1}, "logits sliced one position late", "logits sliced one position late: logits[:, N + 1:] "
+                                                             "with labels[:, :-1]"),
+    ({"slice_offset": "image"}, "logits[:, :L]", "the first L positions (the image's) used: logits[:, :L]"),
+    ({"shift": False}, "labels not shifted", "labels not shifted: the input tokens used as labels"),
+    ({"reduction": "sum"}, "summed instead of averaged", "loss summed instead of averaged"),
+    ({"reduction": "samples"}, "not by the batch size", "loss averaged over samples, not over supervised tokens"),
+    ({"end_supervised": False}, "the <end> after the caption is a label too", "<end> not supervised"),
+    ({"epoch_value": "per_batch"}, "one loss per batch", "one loss per batch returned, not one per epoch"),
+    ({"epoch_value": "last"}, "last batch's loss", "the last batch's loss reported for the epoch"),
+    ({"epoch_value": "sum"}, "the sum of the batch losses", "the sum of the batch losses reported for the epoch"),
+    ({"epoch_value": "per_sample"}, "divided by the number of samples",
+     "the epoch's total divided by the number of samples"),
+    ({"epoch_value": "tensor"}, "loss.item()", "loss tensors returned instead of floats"),
+    ({"epoch_value": "not_reset"}, "epoch 2", "the epoch total not reset: each epoch adds the previous epochs' losses"),
+    ({"epoch_value": "nothing"}, "NoneType", "the losses not returned"),
+    ({"freeze": "method"}, "set_stage(model, 1)", "model.set_stage(stage) called: MultimodalModel has no such method"),
+    ({"maximize": True}, "the loss goes down", "the loss maximised: Adam(..., maximize=True)"),
+    # the issue's example: no optimizer.step() was told to call set_stage before building the optimizer
+    ({"steps": "zero_grad backward"}, "no parameter of projector changed", NO_UPDATE),
+    ({"steps": "zero_grad step"}, "no parameter of projector changed", NO_UPDATE),
+    ({"steps": "backward zero_grad step"}, "no parameter of projector changed", NO_UPDATE),
+    ({"fixed_lr": 1e-3}, "epoch 1", "the lr argument ignored: the optimizer runs at lr=0.001"),
+    ({"skip_last_batch": True}, "ZeroDivisionError", "the last batch skipped: range(0, n - batch_size, batch_size)"),
+    # not in the catalogue: the message says what is expected and names no mistake
+    ({"freeze": "swapped"}, "language_model changed", None),
+    ({"epoch_value": "first"}, "epoch 1", None),
+    ({"epoch_value": "median"}, "epoch 1", None),
+    ({"fixed_lr": 5e-4}, "epoch 1", None),
+    ({"label_smoothing": 0.1}, "the loss of one full batch", None),
+    ({"detach_logits": True}, "does not require grad", None),
 ])
-def test_train_stage1_rejects(mistake, message):
-    assert_rejects(check_train_stage1, make_train(1, **mistake), message, parts=("expected:", "received:", "hint:"))
+def test_train_stage1_rejects(mistake, message, names):
+    assert_rejects(check_train_stage1, make_train(1, **mistake), message, names=names,
+                   parts=("expected:", "received:", "hint:"))
+
+
+def test_train_stage1_without_optimizer_step_is_not_sent_to_set_stage():
+    """The issue's example: a loop that never steps was told to call set_stage before building the optimizer."""
+    message = assert_rejects(check_train_stage1, make_train(1, steps="zero_grad backward"), names=NO_UPDATE)
+    hint = message.split("hint:")[1]
+    assert "optimizer.step()" in hint and "set_stage" not in hint, message
 
 
 def test_train_stage1_rejects_a_wrong_signature():
@@ -97,20 +137,45 @@ def test_train_stage2_accepts_the_notebook_solution(capsys):
     assert_accepts(check_train_stage2, train_stage2, capsys, "train_stage2", only_output=False)
 
 
-@pytest.mark.parametrize("mistake, message", [
-    ({"question_supervised": True}, "question tokens supervised"),
-    ({"pad_labels_with": PAD}, "padding supervised"),
-    ({"slice_offset": -1}, "logits sliced one position off"),
-    ({"shift": False}, "labels not shifted"),
-    ({"reduction": "sum"}, "summed instead of averaged"),
-    ({"epoch_value": "per_batch"}, "one loss per batch"),
-    ({"epoch_value": "last"}, "last batch's loss"),
-    ({"freeze": "none"}, "call set_stage(model, 2)"),
-    ({"freeze": "other_stage"}, "no parameter of language_model changed"),
-    ({"freeze": "everything_on", "all_parameters": True}, "vision_encoder requires_grad off"),
+SET_STAGE_2 = ("set_stage not called", "set_stage(model, 1) called in stage 2")  # it arrives with stage 1's flags
+VISION_ON = ("the vision encoder left trainable", "every parameter made trainable: model.requires_grad_(True)")
+
+
+@pytest.mark.parametrize("mistake, message, names", [
+    ({"question_supervised": True}, "question tokens supervised", QUESTION_SUPERVISED.name),
+    ({"pad_labels_with": PAD}, "question and padding positions supervised",
+     "-100 replaced by PAD (0): question and padding positions supervised"),
+    ({"slice_offset": -1}, "logits sliced one position off", LOGITS_ONE_OFF_NAME),
+    ({"slice_offset": 1}, "logits sliced one position late", "logits sliced one position late: logits[:, N + 1:] "
+                                                             "with labels[:, :-1]"),
+    ({"slice_offset": "image"}, "logits[:, :L]", "the first L positions (the image's) used: logits[:, :L]"),
+    ({"shift": False}, "labels not shifted", "labels not shifted: the input tokens used as labels"),
+    ({"shift": False, "pad_labels_with": PAD}, "padding gets -100",
+     "labels not shifted, padding supervised: the input tokens used as labels"),
+    ({"reduction": "sum"}, "summed instead of averaged", "loss summed instead of averaged"),
+    ({"reduction": "samples"}, "not by the batch size", "loss averaged over samples, not over supervised tokens"),
+    ({"reduction": "positions"}, "not by all positions", "loss averaged over every position, ignored ones included"),
+    ({"end_supervised": False}, "<end>", NO_END.name),
+    ({"epoch_value": "per_batch"}, "one loss per batch", "one loss per batch returned, not one per epoch"),
+    ({"epoch_value": "last"}, "last batch's loss", "the last batch's loss reported for the epoch"),
+    ({"epoch_value": "not_reset"}, "epoch 2", "the epoch total not reset: each epoch adds the previous epochs' losses"),
+    ({"freeze": "none"}, "call set_stage(model, 2)", SET_STAGE_2),
+    ({"freeze": "other_stage"}, "no parameter of language_model changed", SET_STAGE_2),
+    ({"freeze": "everything_on", "all_parameters": True}, "requires_grad on for vision_encoder", VISION_ON),
+    ({"freeze_after_optimizer": True}, "call set_stage(model, 2) first", "set_stage called after building the optimizer"),
+    ({"freeze": "method"}, "set_stage(model, 2)", "model.set_stage(stage) called: MultimodalModel has no such method"),
+    ({"maximize": True}, "the loss goes down", "the loss maximised: Adam(..., maximize=True)"),
+    ({"steps": "zero_grad backward"}, "no parameter of projector changed", NO_UPDATE),
+    ({"fixed_lr": 5e-4}, "epoch 1", "the lr argument ignored: the optimizer runs at lr=0.0005"),
+    # not in the catalogue: the message says what is expected and names no mistake
+    ({"freeze": "swapped"}, "changed", None),
+    ({"epoch_value": "first"}, "epoch 1", None),
+    ({"label_smoothing": 0.1}, "the loss of one full batch", None),
+    ({"detach_logits": True}, "does not require grad", None),
 ])
-def test_train_stage2_rejects(mistake, message):
-    assert_rejects(check_train_stage2, make_train(2, **mistake), message, parts=("expected:", "received:", "hint:"))
+def test_train_stage2_rejects(mistake, message, names):
+    assert_rejects(check_train_stage2, make_train(2, **mistake), message, names=names,
+                   parts=("expected:", "received:", "hint:"))
 
 
 def test_train_stage2_says_what_must_change_in_plain_english():

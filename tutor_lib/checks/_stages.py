@@ -1,15 +1,21 @@
-"""What the checks of notebooks 05 (stage 1) and 06 (stage 2) share: batch diagnosis and training checks.
+"""What the checks of notebooks 05 (stage 1) and 06 (stage 2) share: batch helpers and the training checks.
 
 A training function is run four times on a tiny model (16x16 images, 4 visual tokens, one
 block) and a 24-sample dataset, each run asking one question:
 
 1. lr=0, one full batch: is the reported loss the masked mean over exactly the supervised
    text positions? With lr=0 nothing moves, so the number must equal the reference loss of
-   the untouched model to 1e-4. Off-by-one slicing, unshifted labels, supervised questions or
-   padding and summed losses all give a different number, and the message says which.
+   the untouched model to 1e-4.
 2. lr=0, three batches per epoch, two epochs: one value per epoch, each the epoch's mean.
 3. lr=0.05: which parameters changed (bit for bit) and which requires_grad flags are on.
 4. lr=1e-2, full batch: does the loss go down at all?
+
+When a case fails, the catalogue of the exercise (`training_loop`, the notebooks' loop, with one
+mistake each) runs through the same case: a fresh tiny model with the same seed (so
+torch.randperm draws the same batches), the same data. The mistakes that fail it exactly as the
+student's function did (the same losses within the case's tolerance, the same changed boxes and
+requires_grad flags, the same exception) are named. Only the mistakes that first show in that
+case run, so a failure costs a few tenths of a second; a passing check runs none.
 
 While the cases run, the notebook's batch builder is replaced by tutor_lib's (`reference_batches`):
 the training test grades the loop, and a wrong builder loses only its own test's points.
@@ -24,6 +30,7 @@ import math
 import numbers
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -34,7 +41,17 @@ from ..model import ModelConfig, MultimodalModel
 from ..model import set_stage as _ref_set_stage
 from ..vocab import END, IGNORE_INDEX, PAD, decode
 from ._common import CheckError, fail, quiet, short
-from .trusted import cross_entropy, equal, rng
+from ._mistakes import Mistake, catalogue, matching
+from ._recipe_mistakes import (
+    LM_TRAINABLE_IN_STAGE1,
+    LOGITS_ONE_OFF_EFFECT,
+    LOGITS_ONE_OFF_NAME,
+    NO_END,
+    PAD_LABELS,
+    QUESTION_SUPERVISED,
+    loss_logits_one_off,
+)
+from .trusted import cross_entropy, equal, rng, where
 from .trusted import manual_seed as _manual_seed
 from .trusted import no_grad as _no_grad
 
@@ -135,110 +152,275 @@ def reference_tensors(stage: int, dataset) -> tuple[torch.Tensor, torch.Tensor, 
     return dataset.images, ids, labels
 
 
-def _ce(logits: torch.Tensor, targets: torch.Tensor, reduction: str = "mean") -> float:
-    return cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX,
-                         reduction=reduction).item()
-
-
-def loss_candidates(stage: int, model: MultimodalModel, dataset) -> tuple[float, dict[str, float]]:
-    """The right full-batch loss of the untouched model, and the numbers typical mistakes give."""
+def reference_loss(stage: int, dataset) -> float:
+    """The right full-batch loss of the untouched tiny model: the masked mean over the supervised text positions."""
+    model = _fresh_model(stage)
     images, ids, labels = reference_tensors(stage, dataset)
-    n = model.num_patches
     with _no_grad():
-        logits = model(images, ids)  # (B, N + L, V)
-    text = logits[:, n:]  # (B, L, V): position N + t predicts label t
-    right = _ce(text, labels)
-    real = ids != PAD  # (B, L): the tokens that are not padding
-    unshifted = torch.where(real, ids, IGNORE_INDEX)
-    sequence = torch.cat([ids, torch.full((len(ids), 1), PAD)], dim=1)  # the inputs, and room for <end>
-    for i in range(len(ids)):
-        sequence[i, int(real[i].sum())] = END
-    shifted_all = torch.where(sequence[:, 1:] != PAD, sequence[:, 1:], IGNORE_INDEX)  # every next text token a label
-    candidates = {
-        "summed instead of averaged": _ce(text, labels, "sum"),
-        "logits sliced one position off: logits[:, N - 1:-1]": _ce(logits[:, n - 1 : -1], labels),
-        "logits sliced one position off: logits[:, N + 1:] (labels[:, :-1])": _ce(logits[:, n + 1 :], labels[:, :-1]),
-        "labels not shifted: the inputs used as labels": _ce(text, unshifted),
-        "labels not shifted, padding supervised": _ce(text, ids),
-        "padding supervised: labels padded with PAD (0) instead of -100":
-            _ce(text, torch.where(labels == IGNORE_INDEX, PAD, labels)),
-        "the first L positions (visual tokens) used: logits[:, :L]": _ce(logits[:, : ids.shape[1]], labels),
-        "averaged over every position, ignored ones included": _ce(text, labels, "sum") / labels.numel(),
-        "averaged over samples instead of supervised tokens": _ce(text, labels, "sum") / len(labels),
-        "<end> not supervised": _ce(text, torch.where(labels == END, IGNORE_INDEX, labels)),
-    }
+        logits = model(images, ids)[:, model.num_patches :]  # (B, L, V): position N + t predicts label t
+    return cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX).item()
+
+
+# -- the catalogue: the reference loop with one mistake each ---------------------------------------
+
+def _text_loss(model, images, input_ids, labels, reduction: str = "mean", divide_by: str = "") -> torch.Tensor:
+    """The reference loss (F.cross_entropy over the text logits); `reduction`/`divide_by` give the wrong means."""
+    text = model(images, input_ids)[:, model.num_patches :]  # (B, L, V)
+    loss = cross_entropy(text.reshape(-1, text.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX,
+                         reduction=reduction)
+    if divide_by == "positions":
+        return loss / labels.numel()
+    if divide_by == "samples":
+        return loss / len(labels)
+    return loss
+
+
+def _loss_one_late(model, images, input_ids, labels) -> torch.Tensor:
+    """The text logits sliced one position late: logits[:, N + 1:] against labels[:, :-1]."""
+    text = model(images, input_ids)[:, model.num_patches + 1 :]
+    return cross_entropy(text.reshape(-1, text.shape[-1]), labels[:, :-1].reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def _loss_first_positions(model, images, input_ids, labels) -> torch.Tensor:
+    """The first L positions (the image's) taken as the text logits: logits[:, :L]."""
+    text = model(images, input_ids)[:, : input_ids.shape[1]]
+    return cross_entropy(text.reshape(-1, text.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
+
+
+def _inputs_as_labels(build: Callable, *texts, padding: bool = False):
+    """Labels not shifted: the input tokens themselves (padding ignored, or not)."""
+    ids, _ = build(*texts)
+    return ids, ids.clone() if padding else where(ids == PAD, IGNORE_INDEX, ids)
+
+
+def _ignored_as_pad(build: Callable, *texts):
+    """Every ignored label (question and padding) set to PAD (0) instead of -100."""
+    ids, labels = build(*texts)
+    return ids, where(labels == IGNORE_INDEX, PAD, labels)
+
+
+def _caption_batch_without_end(captions):
+    ids, labels = _ref_caption_batch(captions)
+    return ids, where(labels == END, IGNORE_INDEX, labels)
+
+
+def _no_set_stage(model, stage: int) -> None:
+    """Nothing frozen or unfrozen: the model keeps the flags it arrived with."""
+
+
+def _set_stage_method(model, stage: int) -> None:
+    model.set_stage(stage)  # the seed's API: MultimodalModel has no such method
+
+
+def _everything_trainable(model, stage: int) -> None:
+    model.requires_grad_(True)
+
+
+def _vision_left_trainable(model, stage: int) -> None:
+    _ref_set_stage(model, stage)
+    model.vision_encoder.requires_grad_(True)
+
+
+def _other_stage(model, stage: int) -> None:
+    _ref_set_stage(model, 3 - stage)
+
+
+_BUILDERS = {1: _ref_caption_batch, 2: _ref_instruction_batch}
+_STEPS = ("zero_grad", "backward", "step")
+
+
+def training_loop(model, dataset, num_epochs: int, batch_size: int, lr: float, *, stage: int,
+                  build: Callable | None = None, loss_of: Callable = _text_loss, freeze: Callable = _ref_set_stage,
+                  freeze_after_optimizer: bool = False, optimizer_lr: float | None = None, maximize: bool = False,
+                  steps: tuple[str, ...] = _STEPS, skip_last_batch: bool = False, report: str = "mean"):
+    """The notebooks' train_stage1 / train_stage2 (`stage`); each keyword swaps in one mistake (defaults: none)."""
+    if not freeze_after_optimizer:
+        freeze(model, stage)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=lr if optimizer_lr is None else optimizer_lr, maximize=maximize)
+    if freeze_after_optimizer:
+        freeze(model, stage)
+    samples = [dataset[i] for i in range(len(dataset))]
+    texts = ([s["caption_tokens"] for s in samples],) if stage == 1 else \
+        ([s["question_tokens"] for s in samples], [s["answer_tokens"] for s in samples])
+    input_ids, labels = (build or _BUILDERS[stage])(*texts)
+    images, n = dataset.images, len(samples)
+    losses, total = [], 0.0
+    for _ in range(num_epochs):
+        order = torch.randperm(n)
+        batch_losses = []
+        if report != "not reset":
+            total = 0.0
+        for start in range(0, n - batch_size if skip_last_batch else n, batch_size):
+            idx = order[start : start + batch_size]
+            loss = loss_of(model, images[idx], input_ids[idx], labels[idx])
+            for action in steps:
+                if action == "zero_grad":
+                    optimizer.zero_grad()
+                elif action == "backward":
+                    loss.backward()
+                else:
+                    optimizer.step()
+            batch_losses.append(loss)
+        values = [b.item() for b in batch_losses]
+        total += sum(values)
+        if report == "mean":
+            losses.append(sum(values) / len(values))
+        elif report == "not reset":
+            losses.append(total / len(values))
+        elif report == "last":
+            losses.append(values[-1])
+        elif report == "sum":
+            losses.append(sum(values))
+        elif report == "over samples":
+            losses.append(sum(values) / n)
+        elif report == "per batch":
+            losses.extend(values)
+        elif report == "tensor":
+            losses.append(sum(batch_losses) / len(batch_losses))  # tensors that keep their graph
+    return None if report == "nothing" else losses
+
+
+DEFAULTS = {1: {"num_epochs": 30, "batch_size": 32, "lr": 1e-3}, 2: {"num_epochs": 50, "batch_size": 32, "lr": 5e-4}}
+
+
+def _loop(stage: int, **mistake) -> Callable:
+    """A drop-in train_stage<stage> (the exercise's signature and defaults) with one mistake switched on."""
+    return functools.partial(training_loop, **DEFAULTS[stage], stage=stage, **mistake)
+
+
+_HINT_MEAN = ("the loss is the mean over the supervised tokens: F.cross_entropy(text_logits.reshape(-1, V), "
+              "labels.reshape(-1), ignore_index=-100) with its default reduction='mean'")
+_HINT_SLICE = ("the logit at position num_patches + t predicts label t: the text logits are "
+               "logits[:, model.num_patches:], and they line up with the labels as they are")
+_HINT_EPOCH = "an epoch's loss is the mean of its batch losses: their sum divided by the number of batches"
+_HINT_STEP = "each batch: optimizer.zero_grad(), loss.backward(), optimizer.step(), in this order"
+
+
+def _catalogue(stage: int) -> dict[str, tuple[Mistake, ...]]:
+    """This stage's mistakes, grouped by the case that first shows them (a failure runs only its case's group)."""
+    other = 3 - stage
+    build = _BUILDERS[stage]
+    loss = [
+        Mistake("loss summed instead of averaged", _loop(stage, loss_of=functools.partial(_text_loss, reduction="sum")),
+                _HINT_MEAN),
+        Mistake(LOGITS_ONE_OFF_NAME, _loop(stage, loss_of=loss_logits_one_off), _HINT_SLICE,
+                effect=LOGITS_ONE_OFF_EFFECT),
+        Mistake("logits sliced one position late: logits[:, N + 1:] with labels[:, :-1]",
+                _loop(stage, loss_of=_loss_one_late), _HINT_SLICE),
+        Mistake("the first L positions (the image's) used: logits[:, :L]", _loop(stage, loss_of=_loss_first_positions),
+                "the first num_patches positions are the image; the text logits are logits[:, model.num_patches:]"),
+        Mistake("labels not shifted: the input tokens used as labels",
+                _loop(stage, build=functools.partial(_inputs_as_labels, build)),
+                "the label at text position t is the token *after* input t: use the labels the batch builder returns"),
+        Mistake("loss averaged over samples, not over supervised tokens",
+                _loop(stage, loss_of=functools.partial(_text_loss, reduction="sum", divide_by="samples")),
+                "divide the summed loss by the number of supervised tokens (labels != -100), not by the batch size"),
+        Mistake("the epoch's total divided by the number of samples", _loop(stage, report="over samples"), _HINT_EPOCH),
+        Mistake("loss tensors returned instead of floats", _loop(stage, report="tensor"),
+                "append a Python float per epoch (loss.item()): a tensor keeps every step's autograd graph alive"),
+        Mistake("model.set_stage(stage) called: MultimodalModel has no such method", _loop(stage, freeze=_set_stage_method),
+                f"freeze with the function: set_stage(model, {stage}) (imported from tutor_lib above)"),
+        Mistake("the last batch skipped: range(0, n - batch_size, batch_size)", _loop(stage, skip_last_batch=True),
+                "loop over range(0, len(dataset), batch_size): the last batch may be smaller, and it counts too"),
+        Mistake("the losses not returned", _loop(stage, report="nothing"), "end with `return losses`"),
+    ]
+    if stage == 1:
+        loss.append(Mistake("<end> not supervised", _loop(stage, build=_caption_batch_without_end),
+                            "the <end> after the caption is a label too: it is how the model learns to stop"))
+    else:
+        loss += [
+            Mistake("labels not shifted, padding supervised: the input tokens used as labels",
+                    _loop(stage, build=functools.partial(_inputs_as_labels, build, padding=True)),
+                    "the label at text position t is the token *after* input t, and padding gets -100"),
+            Mistake("loss averaged over every position, ignored ones included",
+                    _loop(stage, loss_of=functools.partial(_text_loss, reduction="sum", divide_by="positions")),
+                    "divide by the number of supervised positions (labels != -100), not by all positions"),
+            Mistake("-100 replaced by PAD (0): question and padding positions supervised",
+                    _loop(stage, build=functools.partial(_ignored_as_pad, build)),
+                    "positions without a label keep -100 (IGNORE_INDEX): the question and the padding"),
+            *(replace(m, fn=_loop(stage, build=m.fn)) for m in (PAD_LABELS, QUESTION_SUPERVISED, NO_END)),
+        ]
+    epochs = [
+        Mistake("the last batch's loss reported for the epoch", _loop(stage, report="last"), _HINT_EPOCH),
+        Mistake("the sum of the batch losses reported for the epoch", _loop(stage, report="sum"), _HINT_EPOCH),
+        Mistake("one loss per batch returned, not one per epoch", _loop(stage, report="per batch"),
+                "append one number per epoch: the mean of that epoch's batch losses"),
+        Mistake("the epoch total not reset: each epoch adds the previous epochs' losses", _loop(stage, report="not reset"),
+                "start each epoch's total at 0 inside the epoch loop"),
+        Mistake("the lr argument ignored: the optimizer runs at lr=0.001", _loop(stage, optimizer_lr=1e-3),
+                "build the optimizer with lr=lr: the check trains with other learning rates than the default"),
+    ]
     if stage == 2:
-        candidates["question tokens supervised: labels are every next text token"] = _ce(text, shifted_all)
-    # Drop mistakes that happen to give the right number on this data (e.g. no padding in stage 1).
-    candidates = {k: v for k, v in candidates.items() if abs(v - right) > 10 * TOLERANCE}
-    return right, candidates
+        epochs.append(Mistake("the lr argument ignored: the optimizer runs at lr=0.0005", _loop(stage, optimizer_lr=5e-4),
+                              "build the optimizer with lr=lr: the check trains with other learning rates than the default"))
+    trains = [
+        Mistake("optimizer.step() missing", _loop(stage, steps=("zero_grad", "backward")), _HINT_STEP),
+        Mistake("loss.backward() missing", _loop(stage, steps=("zero_grad", "step")), _HINT_STEP),
+        Mistake("optimizer.zero_grad() between backward and step: the gradients are gone",
+                _loop(stage, steps=("backward", "zero_grad", "step")), _HINT_STEP),
+        Mistake("set_stage not called", _loop(stage, freeze=_no_set_stage),
+                f"call set_stage(model, {stage}) before building the optimizer"),
+        Mistake(f"set_stage(model, {other}) called in stage {stage}", _loop(stage, freeze=_other_stage),
+                f"stage {stage} is set_stage(model, {stage})" + (": only the projector trains" if stage == 1 else
+                                                                 ": the projector and the language model train"),
+                effect=LM_TRAINABLE_IN_STAGE1.effect if stage == 1 else ""),
+        Mistake("every parameter made trainable: model.requires_grad_(True)", _loop(stage, freeze=_everything_trainable),
+                f"freeze with set_stage(model, {stage}): the vision encoder never trains"),
+        Mistake("the vision encoder left trainable", _loop(stage, freeze=_vision_left_trainable),
+                "LLaVA keeps its vision encoder frozen in both stages: leave its requires_grad off"),
+    ]
+    if stage == 2:
+        trains.append(Mistake("set_stage called after building the optimizer", _loop(stage, freeze_after_optimizer=True),
+                              "call set_stage(model, 2) first: the optimizer takes the parameters that require grad "
+                              "when it is built"))
+    down = [Mistake("the loss maximised: Adam(..., maximize=True)", _loop(stage, maximize=True),
+                    "minimise the loss: Adam's default maximize=False, and loss.backward() on the loss itself")]
+    return {"loss": tuple(loss), "epochs": tuple(epochs), "trains": tuple(trains), "down": tuple(down)}
 
 
-_HINTS = {
-    "summed instead of averaged": "the loss is the mean over supervised tokens: F.cross_entropy(..., ignore_index=-100) "
-                                  "with its default reduction='mean'",
-    "padding supervised": "labels are padded with IGNORE_INDEX (-100), so padding carries no loss",
-    "question tokens supervised": "only the answer and its <end> carry labels; every position that predicts a question "
-                                  "token has label -100",
-    "labels not shifted": "the label at text position t is the token *after* input t: labels = sequence[1:], "
-                          "inputs = sequence[:-1]",
-    "logits sliced one position off": "the logit at position num_patches + t predicts label t, so the text logits are "
-                                      "logits[:, model.num_patches:] and line up with labels as they are",
-    "the first L positions": "the first num_patches positions are the image; the text logits are logits[:, model.num_patches:]",
-    "averaged over every": "divide by the number of supervised positions (labels != -100), not by all positions",
-    "averaged over samples": "divide by the number of supervised tokens, not by the number of samples",
-    "<end> not supervised": "the <end> after the text is a label too: it is how the model learns to stop",
-    "the epoch's total divided": "an epoch's loss is the mean of its batch losses: divide their sum by the number of batches",
-}
+_BY_CASE = {1: _catalogue(1), 2: _catalogue(2)}
+catalogue("train_stage1", *(m for group in _BY_CASE[1].values() for m in group))
+catalogue("train_stage2", *(m for group in _BY_CASE[2].values() for m in group))
 
 
-def _hint_for(mistake: str) -> str:
-    return next((h for key, h in _HINTS.items() if mistake.startswith(key)), "")
+# -- the four cases ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Case:
+    key: str  # its group of mistakes in the catalogue
+    question: str
+    num_epochs: int
+    batch_size: int | None  # None: one batch of the whole dataset
+    lr: float
+    tolerance: float  # on the losses, relative to max(1, |loss|)
 
 
-def _losses(case: str, result: object, num_epochs: int, batches_per_epoch: int) -> list[float]:
-    if not isinstance(result, (list, tuple)):
-        fail(case, f"a list of {num_epochs} per-epoch losses", f"{type(result).__name__}: {short(result)}",
-             "collect one number per epoch in a list and return it")
-    values = []
-    for value in result:
-        if isinstance(value, torch.Tensor):
-            if value.numel() != 1:
-                fail(case, "one number per epoch", f"a tensor of shape {tuple(value.shape)} in the list",
-                     "append the epoch's mean loss as a float: loss.item()")
-            if value.requires_grad:
-                fail(case, "Python floats", "a tensor that still holds its autograd graph",
-                     "append loss.item(), not loss: a tensor keeps every step's graph alive")
-            value = value.item()
-        if isinstance(value, bool) or not isinstance(value, numbers.Real):
-            fail(case, "Python floats", f"{type(value).__name__}: {short(value)}", "append loss.item() once per epoch")
-        values.append(float(value))
-    if len(values) != num_epochs:
-        hint = "return one mean loss per epoch"
-        if len(values) == num_epochs * batches_per_epoch:
-            hint = (f"you returned one loss per batch ({batches_per_epoch} batches x {num_epochs} epochs); "
-                    "average the batch losses of each epoch and append that once per epoch")
-        fail(case, f"{num_epochs} values (num_epochs={num_epochs})", f"{len(values)} values", hint)
-    if not all(math.isfinite(v) for v in values):
-        fail(case, "finite losses", str(values), "a NaN or inf loss: check the labels (-100 where ignored) and the loss")
-    return values
+_CASES = (
+    _Case("loss", "the loss of one full batch", 1, None, 0.0, TOLERANCE),
+    _Case("epochs", "per-epoch losses", 2, 8, 0.0, TOLERANCE),
+    _Case("trains", "which parameters change", 2, 8, 0.05, TOLERANCE),
+    _Case("down", "the loss goes down", 5, None, 0.01, 1e-3),  # five Adam steps: float noise grows a little
+)
 
 
-def _run(case: str, fn: Callable, *args, **kwargs):
-    """Call the student's training function quietly; name the usual causes of an exception."""
-    try:
-        with silenced():
-            return fn(*args, **kwargs)
-    except CheckError:
-        raise
-    except Exception as error:  # any error in student code is the student's to see
-        text = f"{type(error).__name__}: {error}"
-        hint = "run your function on the notebook's model to see the full traceback"
-        if "set_stage" in text:
-            hint = "freeze with set_stage(model, stage) (imported from tutor_lib above), not model.set_stage(stage)"
-        elif "does not require grad" in text:
-            hint = "the loss has no trainable parameter behind it: call set_stage before building the optimizer"
-        fail(case, "no exception", text, hint)
+@dataclass(frozen=True)
+class _Run:
+    """What one run of a training function did: what it returned or raised, and to which parameters."""
+    result: object = None
+    error: str = ""  # "TypeError: ..." when it raised
+    changed: dict = field(default_factory=dict)  # box -> names of its parameters that changed
+    flags: tuple[str, ...] = ()  # the parameters that require grad afterwards
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: str  # "error", "format" (what came back is no list of per-epoch floats), "values", "params"
+    key: object  # what is compared with a catalogue mistake's failure
+    expected: str
+    received: str
+    hint: str
+    where: str = ""  # added to the case's name: ", epoch 2"
 
 
 def _snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -250,91 +432,173 @@ def _fresh_model(stage: int) -> MultimodalModel:
     return tiny_model(None if stage == 1 else 1)
 
 
-def _train(name: str, fn: Callable, model: MultimodalModel, data, question: str, num_epochs: int, batch_size: int,
-           lr: float) -> tuple[str, list[float]]:
-    """Run the student's function on the model; return the case's name and the per-epoch losses, checked."""
-    n = len(data)
-    case = f"{name}(model, dataset of {n}, num_epochs={num_epochs}, batch_size={batch_size}, lr={lr}): {question}"
-    result = _run(case, fn, model, data, num_epochs=num_epochs, batch_size=batch_size, lr=lr)
-    return case, _losses(case, result, num_epochs, n // batch_size)
-
-
-def _case_masked_mean(name: str, fn: Callable, stage: int, data) -> float:
-    """Case 1, lr=0 and one full batch: the reported number is the masked mean loss. Returns that loss."""
-    n = len(data)
+def _observe(fn: Callable, stage: int, data, case: _Case) -> _Run:
+    """Run a training function on a fresh tiny model (same seed, so torch.randperm gives the same batches)."""
     model = _fresh_model(stage)
-    right, mistakes = loss_candidates(stage, model, data)
-    mistakes["the epoch's total divided by the number of samples, not of batches"] = right / n
-    case, losses = _train(name, fn, model, data, "the loss of one full batch", 1, n, 0.0)
-    if abs(losses[0] - right) <= TOLERANCE:
-        return right
-    found = [m for m, v in mistakes.items() if abs(v - losses[0]) <= TOLERANCE]
-    if found:
-        fail(case, f"{right:.6f} (mean next-token loss over the supervised text positions)",
-             f"{losses[0]:.6f}, which is what you get with: {found[0]}", _hint_for(found[0]))
-    fail(case, f"{right:.6f} (mean next-token loss over the supervised text positions, tolerance {TOLERANCE:g})",
-         f"{losses[0]:.6f}",
-         "with lr=0 the model does not change, so the loss must equal F.cross_entropy(logits[:, num_patches:], "
-         "labels, ignore_index=-100) on the whole dataset")
-
-
-def _case_epoch_means(name: str, fn: Callable, stage: int, data, right: float) -> None:
-    """Case 2, lr=0 and three batches per epoch: one value per epoch, the mean over the epoch's batches."""
-    batches = len(data) // 8
-    case, losses = _train(name, fn, _fresh_model(stage), data, "per-epoch losses", 2, 8, 0.0)
-    for epoch, value in enumerate(losses):
-        if abs(value - right) <= TOLERANCE:
-            continue
-        hint = "each epoch's loss is the mean over all of its batches"
-        if abs(value - right * batches) <= TOLERANCE * batches:
-            hint = f"you returned the sum of the {batches} batch losses; divide by the number of batches"
-        elif abs(value - right * batches / len(data)) <= TOLERANCE:
-            hint = "you divided the sum of batch losses by the number of samples; divide by the number of batches"
-        elif abs(losses[0] - losses[-1]) > TOLERANCE:
-            hint = ("with lr=0 every epoch sees the same model, yet your epochs differ: did you report the last "
-                    "batch's loss instead of the mean over the epoch?")
-        fail(f"{case}, epoch {epoch + 1}", f"{right:.6f} (lr=0: every epoch's mean equals the full-data loss)",
-             f"{value:.6f}", hint)
-
-
-def _case_what_trains(name: str, fn: Callable, stage: int, data) -> str:
-    """Case 3, lr=0.05: frozen boxes bit-identical, trainable ones changed, the vision encoder's flags off."""
-    model = _fresh_model(stage)
-    before = _snapshot(model)
-    case, _ = _train(name, fn, model, data, "which parameters change", 2, 8, 0.05)
+    before = _snapshot(model) if case.key == "trains" else {}
+    batch_size = case.batch_size or len(data)
+    try:
+        with silenced():
+            result = fn(model, data, num_epochs=case.num_epochs, batch_size=batch_size, lr=case.lr)
+    except CheckError:
+        raise
+    except NotImplementedError:  # the release's stub: say so rather than show an empty message
+        return _Run(error="NotImplementedError: the function is still the stub; replace `raise NotImplementedError()` "
+                          "with your code")
+    except Exception as error:  # any error in student code is the student's to see
+        return _Run(error=f"{type(error).__name__}: {error}")
+    if not before:
+        return _Run(result)
     after = _snapshot(model)
     changed = {box: [k for k in before if k.startswith(box + ".") and not equal(before[k], after[k])] for box in BOXES}
-    must_change = ("projector",) if stage == 1 else ("projector", "language_model")
-    what = "only the projector" if stage == 1 else "the projector and the language model"
+    return _Run(result, changed=changed, flags=tuple(k for k, p in model.named_parameters() if p.requires_grad))
+
+
+def _described(result: object) -> object:
+    """What came back, comparable: ("type", name) or one entry per item (numbers as floats)."""
+    if not isinstance(result, (list, tuple)):
+        return ("type", type(result).__name__)
+    items = []
+    for value in result:
+        if isinstance(value, torch.Tensor):
+            number = value.detach().double().sum().item() if value.numel() else 0.0
+            items.append(("tensor", tuple(value.shape), bool(value.requires_grad), number))
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            items.append(float(value))
+        else:
+            items.append(("type", type(value).__name__))
+    return tuple(items)
+
+
+def _format_failure(run: _Run, case: _Case, n: int) -> _Failure | None:
+    """None if the run returned one finite float (or 1-element tensor without graph) per epoch."""
+    result, wanted = run.result, case.num_epochs
+
+    def failure(expected: str, received: str, hint: str) -> _Failure:
+        return _Failure("format", _described(result), expected, received, hint)
+
+    if not isinstance(result, (list, tuple)):
+        return failure(f"a list of {wanted} per-epoch losses", f"{type(result).__name__}: {short(result)}",
+                       "collect one number per epoch in a list and return it")
+    for value in result:
+        if isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                return failure("one number per epoch", f"a tensor of shape {tuple(value.shape)} in the list",
+                               "append each epoch's mean loss as a float")
+            if value.requires_grad:
+                return failure("Python floats", "a tensor that still holds its autograd graph",
+                               "append a float per epoch (loss.item()): a tensor keeps every step's graph alive")
+        elif isinstance(value, bool) or not isinstance(value, numbers.Real):
+            return failure("Python floats", f"{type(value).__name__}: {short(value)}",
+                           "append one float per epoch (loss.item())")
+    if len(result) != wanted:
+        batches = -(-n // (case.batch_size or n))
+        return failure(f"{wanted} values, one per epoch (num_epochs={wanted}; {batches} batches per epoch)",
+                       f"{len(result)} values: {short([round(float(v), 4) for v in result])}",
+                       "return one value per epoch: the mean of that epoch's batch losses")
+    values = [float(v) for v in result]
+    if not all(math.isfinite(v) for v in values):
+        return failure("finite losses", str(values), "the losses must be finite: look at the labels and the loss")
+    return None
+
+
+def _verdict(run: _Run, case: _Case, stage: int, n: int, right: float) -> _Failure | None:
+    """None if the run answers the case right, else what failed (comparable with a catalogue mistake's)."""
+    if run.error:
+        return _Failure("error", run.error, "no exception", run.error,
+                        "run your function on the notebook's model to see the full traceback")
+    failure = _format_failure(run, case, n)
+    if failure is not None:
+        return failure
+    losses = tuple(float(v) for v in run.result)
+    if case.key == "loss" and abs(losses[0] - right) > TOLERANCE:
+        return _Failure("values", losses,
+                        f"{right:.6f} (mean next-token loss over the supervised text positions, tolerance {TOLERANCE:g})",
+                        f"{losses[0]:.6f}",
+                        "with lr=0 the model does not change, so the loss must equal F.cross_entropy(logits[:, "
+                        "num_patches:], labels, ignore_index=-100) on the whole dataset")
+    if case.key == "epochs":
+        for epoch, value in enumerate(losses):
+            if abs(value - right) > TOLERANCE:
+                return _Failure("values", losses, f"{right:.6f} (lr=0: every epoch's mean equals the full-data loss)",
+                                f"{value:.6f} (every epoch: {[round(v, 6) for v in losses]})",
+                                "with lr=0 the model does not change: each epoch's value is the mean of its "
+                                f"{-(-n // case.batch_size)} batch losses, the same every epoch", f", epoch {epoch + 1}")
+    if case.key == "trains":
+        return _params_failure(run, stage)
+    if case.key == "down" and not losses[-1] < losses[0]:
+        return _Failure("values", losses, f"last epoch's loss below the first's ({losses[0]:.4f})",
+                        f"{[round(v, 4) for v in losses]}",
+                        f"{_HINT_STEP}, on the loss the epoch reports, with the optimizer over the trainable parameters")
+    return None
+
+
+_WHAT_TRAINS = {1: ("projector",), 2: ("projector", "language_model")}
+
+
+def what_trains(stage: int) -> str:
+    return "only the projector" if stage == 1 else "the projector and the language model"
+
+
+def _params_failure(run: _Run, stage: int) -> _Failure | None:
+    """Case 3: the frozen boxes bit-identical, the trainable ones changed, the vision encoder's flags off."""
+    must_change = _WHAT_TRAINS[stage]
+    key = (tuple(box for box in BOXES if run.changed[box]), run.flags)
     verb = "changes" if stage == 1 else "change"
+    where = ("what trains is what requires grad (set_stage) and is in the optimizer, with loss.backward() "
+             "and optimizer.step() each batch")
     for box in (b for b in BOXES if b not in must_change):
-        if changed[box]:
-            hint = ("stage 1 trains only the projector: call set_stage(model, 1) and give the optimizer only the "
-                    "parameters that require grad" if box == "language_model" else
-                    "the vision encoder never trains: leave its requires_grad off and keep it out of the optimizer")
-            fail(case, f"{what} {verb}; {box} bit-identical",
-                 f"{box} changed: {', '.join(changed[box][:3])}{' ...' if len(changed[box]) > 3 else ''}", hint)
+        if run.changed[box]:
+            names = run.changed[box]
+            return _Failure("params", key, f"{what_trains(stage)} {verb}; {box} bit-identical",
+                            f"{box} changed: {', '.join(names[:3])}{' ...' if len(names) > 3 else ''}",
+                            f"stage {stage} trains {what_trains(stage)}: {where}")
     for box in must_change:
-        if not changed[box]:
-            hint = (f"set_stage(model, {stage}) before building the optimizer, and pass it "
-                    "[p for p in model.parameters() if p.requires_grad]")
+        if not run.changed[box]:
+            flag = "on" if any(k.startswith(box + ".") for k in run.flags) else "off"
+            hint = f"stage {stage} trains {what_trains(stage)}: {where}"
             if stage == 2 and box == "language_model":
-                hint = ("the model arrives from stage 1 with its language model frozen: call set_stage(model, 2) "
-                        "before building the optimizer")
-            fail(case, f"{what} {verb}", f"no parameter of {box} changed", hint)
-    on = [k for k, p in model.vision_encoder.named_parameters() if p.requires_grad]
+                hint = f"the model arrives from stage 1 with its language model frozen; {hint}"
+            return _Failure("params", key, f"{what_trains(stage)} {verb}",
+                            f"no parameter of {box} changed (its requires_grad flags: {flag})", hint)
+    on = [k for k in run.flags if k.startswith("vision_encoder.")]
     if on:
-        fail(case, "vision_encoder requires_grad off for every parameter", f"requires_grad on for {', '.join(on)}",
-             "never switch the vision encoder on: LLaVA keeps its CLIP encoder frozen in both stages")
-    return what
+        return _Failure("params", key, "vision_encoder requires_grad off for every parameter",
+                        f"requires_grad on for {', '.join(on[:3])}{' ...' if len(on) > 3 else ''}",
+                        "LLaVA keeps its vision encoder frozen in both stages: its requires_grad stays off")
+    return None
 
 
-def _case_loss_goes_down(name: str, fn: Callable, stage: int, data) -> None:
-    """Case 4, lr=0.01 and five full-batch epochs: the last epoch's loss is below the first's."""
-    case, losses = _train(name, fn, _fresh_model(stage), data, "the loss goes down", 5, len(data), 0.01)
-    if not losses[-1] < losses[0]:
-        fail(case, f"last epoch's loss below the first's ({losses[0]:.4f})", f"{[round(v, 4) for v in losses]}",
-             "each step: optimizer.zero_grad(), loss.backward(), optimizer.step(), in this order, on the same loss")
+def _close(a: object, b: object, tolerance: float) -> bool:
+    """a and b alike, their floats within tolerance (relative to max(1, |b|)); nan matches nan."""
+    if isinstance(a, float) and isinstance(b, float):
+        if math.isnan(a) or math.isnan(b):
+            return math.isnan(a) and math.isnan(b)
+        return a == b or abs(a - b) <= tolerance * max(1.0, abs(b))
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_close(x, y, tolerance) for x, y in zip(a, b))
+    return a == b
+
+
+def _check_case(name: str, fn: Callable, stage: int, data, case: _Case, right: float) -> _Run:
+    """Run one case; on a failure, name the catalogue mistakes that fail it the same way (same model, seed, data)."""
+    n = len(data)
+    run = _observe(fn, stage, data, case)
+    failure = _verdict(run, case, stage, n, right)
+    if failure is None:
+        return run
+
+    def outcome(mistake_fn: Callable) -> _Failure | None:
+        return _verdict(_observe(mistake_fn, stage, data, case), case, stage, n, right)
+
+    def same(received: _Failure, theirs: _Failure | None) -> bool:
+        return theirs is not None and theirs.kind == received.kind and theirs.where == received.where \
+            and _close(received.key, theirs.key, case.tolerance)
+
+    matches = matching(_BY_CASE[stage][case.key], outcome, failure, same)
+    title = (f"{name}(model, dataset of {n}, num_epochs={case.num_epochs}, batch_size={case.batch_size or n}, "
+             f"lr={case.lr}): {case.question}{failure.where}")
+    fail(title, failure.expected, failure.received, failure.hint, matches)
 
 
 @contextlib.contextmanager
@@ -362,8 +626,7 @@ def check_training(name: str, fn: Callable, stage: int, defaults: dict[str, floa
     with rng(), reference_batches(fn):
         _manual_seed(0)
         data = tiny_dataset(seed=11)
-        right = _case_masked_mean(name, fn, stage, data)
-        _case_epoch_means(name, fn, stage, data, right)
-        what = _case_what_trains(name, fn, stage, data)
-        _case_loss_goes_down(name, fn, stage, data)
-    return f"lr=0 loss equals the masked mean ({right:.4f}); one loss per epoch; {what} changed"
+        right = reference_loss(stage, data)
+        for case in _CASES:
+            _check_case(name, fn, stage, data, case, right)
+    return f"lr=0 loss equals the masked mean ({right:.4f}); one loss per epoch; {what_trains(stage)} changed"
