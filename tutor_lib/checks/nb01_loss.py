@@ -118,9 +118,20 @@ def _expect_loss(case: str, received: object, expected: torch.Tensor, matches: C
     fail(case, short(shown), f"{short(received)} (largest difference {worst:.3g}, tolerance 0.0001)", hint, found)
 
 
-def _matches(mistakes, outcome: Callable[[Callable], object], received: object) -> Callable[[], list]:
-    """The catalogue's matches for a case, computed only when the case fails."""
-    return lambda: matching(mistakes, outcome, received, _same)
+def _matches(mistakes, passed_cases: list, args: tuple, received: object) -> Callable[[], list]:
+    """The catalogue's matches for a failing case, computed only when it fails.
+
+    A mistake matches when its output equals the student's on this case and on every case the student
+    already passed (passed_cases: (args, output) pairs): a mistake those cases would have caught is not theirs.
+    """
+    def outcome(f: Callable) -> tuple:
+        return tuple(f(*_clones(case_args)) for case_args, _ in passed_cases) + (f(*_clones(args)),)
+
+    return lambda: matching(mistakes, outcome, tuple(out for _, out in passed_cases) + (received,), _same)
+
+
+def _clones(args: tuple) -> tuple:
+    return tuple(a.clone() if isinstance(a, torch.Tensor) else a for a in args)
 
 
 # -- token_nll ------------------------------------------------------------------------------------
@@ -238,13 +249,13 @@ _TOKEN_NLL = catalogue(
 _TOKEN_HINT = "-log p(target) = logsumexp(row) - row[target]; pick one entry per row, e.g. with gather or arange indexing"
 
 
-def _token_case(fn, case: str, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def _token_case(fn, case: str, logits: torch.Tensor, targets: torch.Tensor, passed_cases: list) -> torch.Tensor:
     expected = _nll(logits, targets)
     with _refuse_builtin_losses("token_nll"):
         received = call(case, fn, logits.clone(), targets.clone(), hint=_TOKEN_HINT)
-    _expect_loss(case, received, expected,
-                 _matches(_TOKEN_NLL, lambda f: f(logits.clone(), targets.clone()), received), _TOKEN_HINT,
+    _expect_loss(case, received, expected, _matches(_TOKEN_NLL, passed_cases, (logits, targets), received), _TOKEN_HINT,
                  scalar_hint="token_nll returns one -log p per row, shape (N,)")
+    passed_cases.append(((logits, targets), received))
     return received
 
 
@@ -277,27 +288,30 @@ def _differentiable_output(name: str, fn: Callable, case: str, x: torch.Tensor, 
     return out
 
 
-def _gradient_of(fn: Callable, logits: torch.Tensor, targets: torch.Tensor, reduce: Callable) -> torch.Tensor:
+def _gradient_of(fn: Callable, logits: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(fn's output, the gradient of its sum with respect to the logits)."""
     x = logits.clone().requires_grad_(True)
-    reduce(fn(x, targets.clone())).backward()
-    return x.grad
+    out = fn(x, targets.clone())
+    out.sum().backward()
+    return out.detach(), x.grad
 
 
 @register
 def check_token_nll(token_nll) -> None:
     """Check token_nll(logits (N, V), targets (N,)) -> (N,) of -log p(target)."""
     _no_builtin_loss("token_nll", token_nll)
-    _token_case(token_nll, "the worked example: 3 tokens, vocabulary of 6", EXAMPLE_LOGITS, EXAMPLE_TARGETS)
-    _token_case(token_nll, "one row (N = 1), two-word vocabulary", torch.tensor([[0.0, 2.0]]), torch.tensor([0]))
+    cases: list = []  # the cases passed so far, for matching a failure against the catalogue
+    _token_case(token_nll, "the worked example: 3 tokens, vocabulary of 6", EXAMPLE_LOGITS, EXAMPLE_TARGETS, cases)
+    _token_case(token_nll, "one row (N = 1), two-word vocabulary", torch.tensor([[0.0, 2.0]]), torch.tensor([0]), cases)
 
     g = torch.Generator().manual_seed(101)
     logits = 3 * torch.randn(7, 20, generator=g)
     targets = torch.randint(20, (7,), generator=g)
-    _token_case(token_nll, "random logits (7, 20)", logits, targets)
+    _token_case(token_nll, "random logits (7, 20)", logits, targets, cases)
 
     large = torch.tensor([[1000.0, 0.0, -1000.0], [0.0, 1000.0, 500.0], [-1000.0, -1000.0, 1000.0], [1000.0, 999.0, 0.0]])
     _token_case(token_nll, "logits of magnitude 1000 (targets 1, 2, 0, 1: -log p = 1000, 500, 2000, 1.31)",
-                large, torch.tensor([1, 2, 0, 1]))
+                large, torch.tensor([1, 2, 0, 1]), cases)
 
     _expect_inputs_unchanged(token_nll, logits, targets,
                              "the check passes tensors it compares afterwards: build new tensors instead of "
@@ -313,7 +327,7 @@ def check_token_nll(token_nll) -> None:
     if x.grad is None:
         fail(case, "a gradient on the logits", "None", "keep the logits in the computation graph")
     if not allclose(x.grad.double(), expected_grad, atol=1e-5, rtol=1e-5):
-        found = matching(_TOKEN_NLL, lambda f: _gradient_of(f, logits, targets, torch.sum), x.grad,
+        found = matching(_TOKEN_NLL, lambda f: _gradient_of(f, logits, targets), (out.detach(), x.grad),
                          lambda a, b: _same(a, b, 1e-5))
         fail(case, short(expected_grad.float()),
              f"{short(x.grad)} (largest difference {(x.grad.double() - expected_grad).abs().max().item():.3g})",
@@ -413,6 +427,9 @@ def masked_exp_over_sum(logits, targets, ignore_index=-100):
     return nll_exp_over_sum(logits[keep], targets[keep]).mean()
 
 
+_STABLE_HINT = ("compute log p without exp(1000) = inf or log(0): log p = row[target] - logsumexp(row), "
+                "or F.log_softmax")
+
 _MASKED_MEAN_NLL = catalogue(
     "masked_mean_nll",
     Mistake("divided by all positions, the ignored ones included", masked_over_all_positions,
@@ -433,26 +450,25 @@ _MASKED_MEAN_NLL = catalogue(
             "average the kept positions' losses: one number for the whole batch"),
     Mistake("targets[targets == ignore_index] = 0 changes the caller's labels", masked_in_place,
             "targets[targets == -100] = 0 changes the caller's labels; use torch.where or a boolean mask instead"),
-    Mistake("softmax then log: -log(0) = inf once a probability underflows", masked_softmax_then_log,
-            "compute log p directly, as row[target] - logsumexp(row) (or F.log_softmax): a probability of "
-            "1e-435 is 0 in float32"),
-    Mistake("exp / sum without subtracting the maximum: exp(1000) = inf", masked_exp_over_sum,
-            "exp(1000) is inf in float32: subtract the row maximum first, i.e. use logsumexp or F.log_softmax"),
+    # On logits of ±1000 both give inf: one hint that is right for either.
+    Mistake("softmax then log: -log(0) = inf once a probability underflows", masked_softmax_then_log, _STABLE_HINT),
+    Mistake("exp / sum without subtracting the maximum: exp(1000) = inf", masked_exp_over_sum, _STABLE_HINT),
 )
 
 _MASKED_HINT = ("flatten logits to (N, V) and targets to (N,), then average -log p over the positions whose "
                 "target is not ignore_index (and only those)")
 
 
-def _masked_case(fn, case: str, logits: torch.Tensor, targets: torch.Tensor, ignore_index: int | None = None):
+def _masked_case(fn, case: str, logits: torch.Tensor, targets: torch.Tensor, passed_cases: list,
+                 ignore_index: int | None = None):
     index = -100 if ignore_index is None else ignore_index
     expected = cross_entropy(logits.double().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=index)
-    extra = () if ignore_index is None else (ignore_index,)
+    args = (logits, targets) + (() if ignore_index is None else (ignore_index,))
     with _refuse_builtin_losses("masked_mean_nll"):
-        received = call(case, fn, logits.clone(), targets.clone(), *extra, hint=_MASKED_HINT)
-    _expect_loss(case, received, expected,
-                 _matches(_MASKED_MEAN_NLL, lambda f: f(logits.clone(), targets.clone(), *extra), received),
+        received = call(case, fn, *_clones(args), hint=_MASKED_HINT)
+    _expect_loss(case, received, expected, _matches(_MASKED_MEAN_NLL, passed_cases, args, received),
                  _MASKED_HINT, scalar_hint="average over every kept position of every sequence: a scalar tensor")
+    passed_cases.append((args, received))
 
 
 @register
@@ -464,20 +480,22 @@ def check_masked_mean_nll(masked_mean_nll) -> None:
     # Two sequences with 1 and 3 supervised positions: a mean of means and a mean over all differ.
     logits = 2 * torch.randn(2, 5, 20, generator=g)
     targets = torch.tensor([[-100, -100, -100, 10, -100], [-100, 4, 9, 12, -100]])
-    _masked_case(masked_mean_nll, "batch (2, 5, 20) with labels -100, default ignore_index", logits, targets)
+    cases: list = []  # the cases passed so far, for matching a failure against the catalogue
+    _masked_case(masked_mean_nll, "batch (2, 5, 20) with labels -100, default ignore_index", logits, targets, cases)
 
     flat_logits = 2 * torch.randn(6, 20, generator=g)
     flat_targets = torch.tensor([3, -100, 7, -100, -100, 19])
-    _masked_case(masked_mean_nll, "flat logits (6, 20), ignore_index=-100 passed explicitly", flat_logits, flat_targets, -100)
+    _masked_case(masked_mean_nll, "flat logits (6, 20), ignore_index=-100 passed explicitly", flat_logits, flat_targets,
+                 cases, -100)
 
     pad_targets = torch.tensor([[1, 5, 9, 0, 0], [1, 6, 7, 8, 0]])  # ignore the padding (PAD = 0) instead
-    _masked_case(masked_mean_nll, "batch (2, 5, 20) with ignore_index=0 and no -100 anywhere", logits, pad_targets, 0)
+    _masked_case(masked_mean_nll, "batch (2, 5, 20) with ignore_index=0 and no -100 anywhere", logits, pad_targets, cases, 0)
 
     _masked_case(masked_mean_nll, "nothing ignored: the plain mean of all positions",
-                 flat_logits, torch.tensor([3, 0, 7, 2, 11, 19]))
+                 flat_logits, torch.tensor([3, 0, 7, 2, 11, 19]), cases)
 
     large = torch.tensor([[[1000.0, 0.0, -1000.0], [0.0, 1000.0, 0.0], [5.0, 0.0, 0.0]]])
-    _masked_case(masked_mean_nll, "logits of magnitude 1000, third position ignored", large, torch.tensor([[1, 0, -100]]))
+    _masked_case(masked_mean_nll, "logits of magnitude 1000, third position ignored", large, torch.tensor([[1, 0, -100]]), cases)
 
     _expect_inputs_unchanged(masked_mean_nll, logits, targets,
                              "the check passes tensors it compares afterwards: build new tensors instead of writing "
