@@ -118,6 +118,12 @@ def caption_left_padded(captions):
     return torch.tensor(ids), torch.tensor(labels)
 
 
+def caption_shifted_twice(captions):
+    """Shifts the labels in the batch, then once more (as if the loss shifted them too)."""
+    ids, labels = caption_loop(captions)
+    return ids, torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+
+
 # -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
 
 def caption_sorted_by_length(captions):
@@ -156,6 +162,7 @@ def caption_reversed(captions):
     (caption_no_start, "starts with <start>", "<start> missing from the inputs"),
     (caption_swapped, "input_ids = sequence[:-1]", "input_ids and labels swapped"),
     (caption_left_padded, "pad on the right", "rows padded on the left"),
+    (caption_shifted_twice, "shift once", "labels shifted twice: label t is the token two after input t"),
     (caption_sorted_by_length, "input_ids[0] for caption [12, 14]", None),
     (caption_labels_padded_with_end, "labels[0] for caption [12, 14]", None),
     (caption_too_narrow, "received: shape (1, 2)", None),

@@ -150,6 +150,11 @@ def instruction_left_padded(questions, answers):
             torch.tensor([[IGNORE_INDEX] * (width - len(r)) + r for r in labels]))
 
 
+def instruction_shifted_twice(questions, answers):
+    ids, labels = instruction_lists(questions, answers)
+    return ids, torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE_INDEX)], dim=1)
+
+
 # -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
 
 def instruction_answer_before_question(questions, answers):
@@ -196,6 +201,7 @@ def instruction_labels_padded_with_pad_and_no_end(questions, answers):
     (instruction_no_teacher_forcing, "teacher forcing", "the answer missing from the inputs: input_ids = <start> + "
                                                         "question"),
     (instruction_left_padded, "pad on the right", "rows padded on the left"),
+    (instruction_shifted_twice, "shift once", "labels shifted twice: label t is the token two after input t"),
     (instruction_answer_before_question, "the first difference is at position 1", None),
     (instruction_labels_padded_with_end, "labels[0] for question", None),
     (instruction_rows_reversed, "input_ids[0] for question 'what color ?'", None),

@@ -214,6 +214,11 @@ def one_turn_rows_joined(conversations):
     return _pad(inputs, PAD), _pad(labels, IGNORE)
 
 
+def labels_shifted_by_two(conversations):
+    ids, labels = loop_version(conversations)
+    return ids, torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)
+
+
 # -- wrong variants that are in no catalogue: the message must name no mistake -------------------------
 
 def questions_masked_with_zero(conversations):
@@ -229,9 +234,9 @@ def turns_reversed(conversations):
     return loop_version([turns[::-1] for turns in conversations])
 
 
-def labels_shifted_by_two(conversations):
-    ids, labels = loop_version(conversations)
-    return ids, torch.cat([labels[:, 1:], torch.full_like(labels[:, :1], IGNORE)], dim=1)
+def answers_before_questions(conversations):
+    """Each turn written answer first: <start> a1 q1 <end> ..."""
+    return loop_version([[(a, q) for q, a in turns] for turns in conversations])
 
 
 WRONG = {
@@ -261,7 +266,10 @@ WRONG = {
     "questions masked with 0 (no catalogue)": (questions_masked_with_zero, "IGNORE_INDEX (-100) for question tokens",
                                                None),
     "turns in reverse order (no catalogue)": (turns_reversed, "input_ids[0] =", None),
-    "labels shifted by two (no catalogue)": (labels_shifted_by_two, "the first difference is at position", None),
+    "labels shifted by two": (labels_shifted_by_two, "shift once", "labels shifted twice: labels[t] is the token two "
+                                                                   "after input t"),
+    "answers before questions (no catalogue)": (answers_before_questions, "the first difference is at position 1",
+                                                None),
 }
 
 

@@ -122,6 +122,11 @@ def caption_no_end(captions):
     return pair([[START, *c] for c in captions], [list(c) for c in captions])
 
 
+def caption_shifted_twice(captions):
+    """labels = sequence[2:]: the label at t is the token two after input t."""
+    return pair([[START, *c] for c in captions], [[*c[1:], END] for c in captions])
+
+
 def caption_labels_padded_with_pad(captions):
     return pair([[START, *c] for c in captions], [[*c, END] for c in captions], label_pad=PAD)
 
@@ -165,6 +170,8 @@ CAPTION_MISTAKES = catalogue(
             "the label at position t is the token *after* input t: labels are caption + <end>"),
     Mistake("labels are a copy of input_ids", caption_labels_are_inputs,
             "the label at position t is the token *after* input t: labels are caption + <end>, padded with -100"),
+    Mistake("labels shifted twice: label t is the token two after input t", caption_shifted_twice,
+            "shift once: label t is the token right after input t, so labels are caption + <end>"),
     Mistake("<end> missing from the labels", caption_no_end,
             "labels are caption + <end>: <end> is how the model learns to stop"),
     Mistake("labels padded with PAD (0) instead of -100", caption_labels_padded_with_pad,

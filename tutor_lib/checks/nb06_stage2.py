@@ -57,6 +57,11 @@ def instruction_unshifted(questions, answers):
     return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + list(a))
 
 
+def instruction_shifted_twice(questions, answers):
+    """labels = the supervised tokens of sequence[2:]: the label at t is the token two after input t."""
+    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) - 1) + [*a, END])
+
+
 def instruction_labels_are_inputs(questions, answers):
     ids, _ = _expected_instruction_batch(questions, answers)
     return ids, ids.clone()
@@ -111,6 +116,9 @@ INSTRUCTION_MISTAKES = catalogue(
     Mistake("labels not shifted: the answer's labels sit one position late", instruction_unshifted,
             "the label at position t is the token *after* input t: labels are sequence[1:], i.e. len(question) "
             "x -100, then answer + <end>"),
+    Mistake("labels shifted twice: label t is the token two after input t", instruction_shifted_twice,
+            "shift once: label t is the token right after input t, so labels are len(question) x -100, then "
+            "answer + <end>"),
     Mistake("labels are a copy of input_ids", instruction_labels_are_inputs,
             "the label at position t is the token *after* input t: len(question) x -100, then answer + <end>"),
     Mistake("the mask is one position too long: the first answer token is not supervised",

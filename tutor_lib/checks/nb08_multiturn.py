@@ -50,7 +50,7 @@ def _layout(turns, *, supervise_question=False, last_answer_only=False, supervis
     return tokens, supervised
 
 
-def _batch(conversations, *, shift: bool = True, keep_final_end: bool = False, id_pad: int = PAD,
+def _batch(conversations, *, shift: int = 1, keep_final_end: bool = False, id_pad: int = PAD,
            label_pad: int = IGNORE_INDEX, dtype: torch.dtype = torch.long, **layout):
     """inputs = sequence[:-1], labels = the supervised tokens of sequence[1:], each row padded on the right."""
     inputs, labels = [], []
@@ -62,7 +62,7 @@ def _batch(conversations, *, shift: bool = True, keep_final_end: bool = False, i
             labels.append(targets[1:] + [IGNORE_INDEX])
         else:
             inputs.append(tokens[:-1])
-            labels.append(targets[1:] if shift else targets[:-1])
+            labels.append((targets[shift:] + [IGNORE_INDEX] * (shift - 1))[: len(tokens) - 1])
     ids, label_ids = pair(inputs, labels, id_pad, label_pad)
     return ids.to(dtype), label_ids.to(dtype)
 
@@ -105,9 +105,11 @@ CONVERSATION_MISTAKES = catalogue(
     Mistake("the final <end> kept in the input", functools.partial(_batch, keep_final_end=True),
             "the final <end> is only a label: the input stops after the last answer (sequence[:-1])"),
     Mistake("labels not shifted: labels[t] is the supervised token at t, not at t + 1",
-            functools.partial(_batch, shift=False),
+            functools.partial(_batch, shift=0),
             "labels[t] is the token that FOLLOWS input_ids[t]: labels = sequence[1:] while input_ids = "
             "sequence[:-1]"),
+    Mistake("labels shifted twice: labels[t] is the token two after input t", functools.partial(_batch, shift=2),
+            "shift once: labels = sequence[1:] while input_ids = sequence[:-1]"),
     Mistake("labels padded with PAD (0) instead of -100", functools.partial(_batch, label_pad=PAD),
             f"pad labels with IGNORE_INDEX ({IGNORE_INDEX}): a PAD label would train the model to predict <pad>"),
     Mistake("input_ids padded with -100 instead of PAD (0)", functools.partial(_batch, id_pad=IGNORE_INDEX),
