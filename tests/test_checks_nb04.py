@@ -14,10 +14,14 @@ from check_assertions import assert_accepts, assert_rejects
 import tutor_lib.checks as checks
 import tutor_lib.pretrain
 from tutor_lib.checks import CheckError, check_clip_loss, check_lm_pretraining_loss
+from tutor_lib.checks.nb04_stage0 import CLIP_LOSS_MISTAKES, LM_PRETRAINING_LOSS_MISTAKES
 from tutor_lib.losses import masked_mean_nll
 from tutor_lib.vocab import IGNORE_INDEX
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # as the notebooks run (tests/conftest.py)
+
+CLIP = {m.fn.__name__: m.name for m in CLIP_LOSS_MISTAKES}  # catalogue function -> mistake name
+LM = {m.fn.__name__: m.name for m in LM_PRETRAINING_LOSS_MISTAKES}
 
 
 # -- clip_loss: correct variants --------------------------------------------------------------------
@@ -145,30 +149,91 @@ def clip_item(image_emb, text_emb, temperature):
     return torch.tensor(clip_normalize_cross_entropy(image_emb, text_emb, temperature).item())
 
 
+def clip_text_only_normalised_image_by_hand(image_emb, text_emb, temperature):
+    image_unit = image_emb / image_emb.norm(dim=1, keepdim=True)  # the text is never normalised
+    return _both(image_unit @ text_emb.T / temperature)
+
+
+def clip_squared_norms(image_emb, text_emb, temperature):
+    image_unit = image_emb / image_emb.pow(2).sum(1, keepdim=True)
+    text_unit = text_emb / text_emb.pow(2).sum(1, keepdim=True)
+    return _both(image_unit @ text_unit.T / temperature)
+
+
+def clip_matmul_without_transpose(image_emb, text_emb, temperature):
+    return _both(torch.matmul(_unit(image_emb), _unit(text_emb)) / temperature)
+
+
+def clip_detached_logits(image_emb, text_emb, temperature):
+    return _both((_unit(image_emb) @ _unit(text_emb).T / temperature).detach())
+
+
+def _both(logits):
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+
+
+# -- clip_loss: mistakes that are in no catalogue (their message must name none) ---------------------
+
+def clip_label_smoothing(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels, label_smoothing=0.1) + F.cross_entropy(logits.T, labels,
+                                                                                   label_smoothing=0.1)) / 2
+
+
+def clip_exp_temperature(image_emb, text_emb, temperature):
+    return _both(_unit(image_emb) @ _unit(text_emb).T * torch.exp(torch.tensor(1 / temperature)).log1p())
+
+
+def clip_geometric_mean(image_emb, text_emb, temperature):
+    logits = _unit(image_emb) @ _unit(text_emb).T / temperature
+    labels = torch.arange(len(logits))
+    return (F.cross_entropy(logits, labels) * F.cross_entropy(logits.T, labels)).sqrt()
+
+
+def clip_euclidean(image_emb, text_emb, temperature):
+    return _both(-torch.cdist(_unit(image_emb), _unit(text_emb)) / temperature)
+
+
 @pytest.mark.parametrize("fn", [clip_normalize_cross_entropy, clip_log_softmax_diag, clip_norms_by_hand_text_first,
                                 clip_cosine_similarity_loop, tutor_lib.pretrain.clip_loss])
 def test_clip_loss_accepts_correct_variants(fn, capsys):
     assert_accepts(check_clip_loss, fn, capsys, "clip_loss")
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (clip_one_direction, ["3 hand-made pairs", "only the image->text direction"]),
-    (clip_same_softmax_twice, ["3 hand-made pairs", "only the text->image direction"]),
-    (clip_no_normalisation, ["3 hand-made pairs", "not normalised", "F.normalize(x, dim=-1)"]),
-    (clip_normalise_batch_dim, ["3 hand-made pairs", "along the batch (dim=0)"]),
-    (clip_labels_zeros, ["3 hand-made pairs", "torch.zeros(B)", "torch.arange(B)"]),
-    (clip_labels_ones, ["3 hand-made pairs", "torch.ones(B)", "torch.arange(B)"]),
-    (clip_temperature_multiplied, ["3 hand-made pairs", "multiplies the similarities; divide"]),
-    (clip_no_temperature, ["3 hand-made pairs", "temperature is missing"]),
-    (clip_summed_directions, ["3 hand-made pairs", "sum of the two directions", "their mean"]),
-    (clip_sum_over_pairs, ["3 hand-made pairs", "sum over the B pairs"]),
-    (clip_mean_over_whole_row, ["3 hand-made pairs", "every entry of a row", "diagonal"]),
-    (clip_in_place_normalisation, ["inputs are left unchanged", "modified in place", "F.normalize"]),
-    (clip_per_pair_losses, ["3 hand-made pairs", "0-dimensional", "shape (3,)"]),
-    (clip_item, ["gradients", "requires_grad=False", ".item()"]),
+@pytest.mark.parametrize("fn, fragments, names", [
+    (clip_one_direction, ["3 hand-made pairs", "CLIP is symmetric"], CLIP["clip_image_to_text_only"]),
+    (clip_same_softmax_twice, ["3 hand-made pairs", "CLIP is symmetric"],
+     (CLIP["clip_same_softmax_twice"], CLIP["clip_text_to_image_only"])),  # the same value: both are named
+    (clip_no_normalisation, ["3 hand-made pairs", "F.normalize(x, dim=-1)"], CLIP["clip_not_normalised"]),
+    (clip_normalise_batch_dim, ["3 hand-made pairs", "normalise along dim=-1"], CLIP["clip_normalised_along_batch"]),
+    (clip_labels_zeros, ["3 hand-made pairs", "torch.zeros(B)", "torch.arange(B)"], CLIP["clip_labels_zeros"]),
+    (clip_labels_ones, ["3 hand-made pairs", "torch.ones(B)", "torch.arange(B)"], CLIP["clip_labels_ones"]),
+    (clip_temperature_multiplied, ["3 hand-made pairs", "similarities / temperature"],
+     CLIP["clip_temperature_multiplied"]),
+    (clip_no_temperature, ["3 hand-made pairs", "temperature left out"], CLIP["clip_no_temperature"]),
+    (clip_summed_directions, ["3 hand-made pairs", "summed, not averaged", "the mean of"], CLIP["clip_directions_summed"]),
+    (clip_sum_over_pairs, ["3 hand-made pairs", "sum over the B pairs"], CLIP["clip_summed_over_pairs"]),
+    (clip_mean_over_whole_row, ["3 hand-made pairs", "every entry of a row", "diagonal"],
+     CLIP["clip_mean_over_whole_row"]),
+    (clip_in_place_normalisation, ["inputs are left unchanged", "modified in place", "F.normalize"],
+     CLIP["clip_normalised_in_place"]),
+    (clip_per_pair_losses, ["3 hand-made pairs", "0-dimensional", "shape (3,)"], CLIP["clip_per_pair_losses"]),
+    (clip_item, ["gradients", "requires_grad=False", ".item()"], CLIP["clip_no_graph"]),
+    (clip_text_only_normalised_image_by_hand, ["3 hand-made pairs"], CLIP["clip_only_image_normalised"]),
+    (clip_squared_norms, ["3 hand-made pairs", "x / ||x||"], CLIP["clip_squared_norm"]),
+    (clip_matmul_without_transpose, ["3 hand-made pairs", "no exception", "RuntimeError"],
+     CLIP["clip_text_not_transposed"]),
+    (clip_detached_logits, ["gradients", "requires_grad=False"], CLIP["clip_no_graph"]),
+    # in no catalogue: the message says what is expected and where to look, and names no mistake
+    (clip_label_smoothing, ["3 hand-made pairs", "largest difference"], None),
+    (clip_exp_temperature, ["3 hand-made pairs", "largest difference"], None),
+    (clip_geometric_mean, ["6 random pairs", "largest difference"], None),
+    (clip_euclidean, ["3 hand-made pairs", "largest difference"], None),
 ])
-def test_clip_loss_rejects_mistakes(fn, fragments, capsys):
-    assert_rejects(check_clip_loss, fn, *fragments, capsys=capsys)
+def test_clip_loss_rejects_mistakes(fn, fragments, names, capsys):
+    assert_rejects(check_clip_loss, fn, *fragments, names=names, capsys=capsys)
 
 
 # -- lm_pretraining_loss: correct variants ----------------------------------------------------------
@@ -270,30 +335,103 @@ def lm_shift_labels_again(language_model, scene_ids, input_ids, labels):
     return masked_mean_nll(logits[:, :-1], labels[:, 1:])
 
 
+def _text_logits(language_model, scene_ids, input_ids):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))
+    return logits[:, scene_ids.shape[1]:]
+
+
+def lm_sliced_at_text_length(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))
+    return masked_mean_nll(logits[:, input_ids.shape[1]:], labels)
+
+
+def lm_ignore_pad(language_model, scene_ids, input_ids, labels):
+    logits = _text_logits(language_model, scene_ids, input_ids)
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=0)
+
+
+def lm_logits_as_log_probs(language_model, scene_ids, input_ids, labels):
+    logits = _text_logits(language_model, scene_ids, input_ids)
+    keep = labels != IGNORE_INDEX
+    return -logits[keep].gather(-1, labels[keep].unsqueeze(-1)).mean()
+
+
+def lm_hard_coded_64_cross_entropy(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, input_ids], 1)))[:, 64:]
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def lm_detached_logits(language_model, scene_ids, input_ids, labels):
+    return masked_mean_nll(_text_logits(language_model, scene_ids, input_ids).detach(), labels)
+
+
+# -- lm_pretraining_loss: mistakes that are in no catalogue (their message must name none) -----------
+
+def lm_label_smoothing(language_model, scene_ids, input_ids, labels):
+    logits = _text_logits(language_model, scene_ids, input_ids)
+    return F.cross_entropy(logits.flatten(0, 1), labels.flatten(), label_smoothing=0.1)
+
+
+def lm_scene_twice(language_model, scene_ids, input_ids, labels):
+    logits = language_model(language_model.token_embedding(torch.cat([scene_ids, scene_ids, input_ids], 1)))
+    return masked_mean_nll(logits[:, 2 * scene_ids.shape[1]:], labels)
+
+
+def lm_probability_not_log(language_model, scene_ids, input_ids, labels):
+    logits = _text_logits(language_model, scene_ids, input_ids)
+    keep = labels != IGNORE_INDEX
+    return (1 - F.softmax(logits[keep], -1).gather(-1, labels[keep].unsqueeze(-1))).mean()
+
+
+def lm_scene_embedded_as_zeros(language_model, scene_ids, input_ids, labels):
+    scene = torch.zeros(*scene_ids.shape, language_model.token_embedding.embedding_dim)
+    logits = language_model(torch.cat([scene, language_model.token_embedding(input_ids)], 1))
+    return masked_mean_nll(logits[:, scene_ids.shape[1]:], labels)
+
+
 @pytest.mark.parametrize("fn", [lm_cat_ids_then_embed, lm_embed_then_cat_cross_entropy, lm_weighted_mask,
                                 tutor_lib.pretrain.lm_pretraining_loss])
 def test_lm_pretraining_loss_accepts_correct_variants(fn, capsys):
     assert_accepts(check_lm_pretraining_loss, fn, capsys, "lm_pretraining_loss")
 
 
-@pytest.mark.parametrize("fn, fragments", [
-    (lm_no_slice_course_loss, ["64 scene slots", "P + L = 64 + 6", "logits[:, P:]"]),  # the course's loss raises
-    (lm_no_slice_cross_entropy, ["64 scene slots", "no exception", "shape mismatch", "P + L = 64 + 6"]),
-    (lm_hard_coded_64, ["9-slot scene", "shape mismatch", "not a fixed number"]),
-    (lm_one_position_early, ["64 scene slots", "off by one", "logits[:, P:]"]),
-    (lm_one_position_late, ["64 scene slots", "logits[:, P + 1:] drops the prediction of label 0"]),
-    (lm_text_before_scene, ["64 scene slots", "the text never sees the scene", "causal"]),
-    (lm_without_scene, ["64 scene slots", "the text never sees the scene", "scene is missing"]),
-    (lm_sum, ["64 scene slots", "that is the sum"]),
-    (lm_mean_of_sequence_means, ["64 scene slots", "mean of per-sequence means"]),
-    (lm_counts_ignored, ["64 scene slots", "labelled -100 are counted"]),
-    (lm_ids_into_the_model, ["reads embeddings", "token ids", "language_model.token_embedding(ids)"]),
-    (lm_labels_in_place, ["inputs are left unchanged", "modified in place", "labels[labels == -100] = 0"]),
-    (lm_no_grad, ["gradients", "requires_grad=False", "torch.no_grad()"]),
-    (lm_shift_labels_again, ["64 scene slots", "already shifted"]),
+@pytest.mark.parametrize("fn, fragments, names", [
+    (lm_no_slice_course_loss, ["64 scene slots", "(8, 70, 20)", "P + L positions", "logits[:, P:]"], LM["lm_not_sliced"]),
+    (lm_no_slice_cross_entropy, ["64 scene slots", "no exception", "P + L positions"], LM["lm_not_sliced_cross_entropy"]),
+    (lm_hard_coded_64, ["9-slot scene", "9 in this case"], LM["lm_hard_coded_64"]),
+    (lm_one_position_early, ["64 scene slots", "logits[:, P:]"], LM["lm_one_position_early"]),
+    (lm_one_position_late, ["64 scene slots", "the prediction of label 0"], LM["lm_one_position_late"]),
+    (lm_text_before_scene, ["64 scene slots", "causal"], (LM["lm_text_before_scene"], LM["lm_without_scene"])),
+    (lm_without_scene, ["64 scene slots", "scene first"], (LM["lm_without_scene"], LM["lm_text_before_scene"])),
+    (lm_sum, ["64 scene slots", "the sum over"], LM["lm_sum"]),
+    (lm_mean_of_sequence_means, ["64 scene slots", "mean of per-sequence means"], LM["lm_mean_of_sequence_means"]),
+    (lm_counts_ignored, ["64 scene slots", "labelled -100 counted"], LM["lm_ignored_counted"]),
+    (lm_ids_into_the_model, ["reads embeddings", "integers, not embeddings", "language_model.token_embedding(ids)"],
+     LM["lm_ids_into_the_model"]),
+    (lm_labels_in_place, ["inputs are left unchanged", "labels modified in place", "labels[labels == -100] = 0"],
+     LM["lm_labels_changed_in_place"]),
+    (lm_no_grad, ["gradients", "requires_grad=False", "torch.no_grad()"], LM["lm_no_graph"]),
+    (lm_shift_labels_again, ["64 scene slots", "already the token after"], LM["lm_labels_shifted_again"]),
+    (lm_sliced_at_text_length, ["64 scene slots", "no exception", "number of scene slots"], LM["lm_sliced_at_L"]),
+    (lm_ignore_pad, ["64 scene slots", "no exception", "ignore_index=-100"], LM["lm_ignore_index_pad"]),
+    (lm_logits_as_log_probs, ["64 scene slots", "log_softmax"], LM["lm_raw_logits"]),
+    (lm_hard_coded_64_cross_entropy, ["9-slot scene", "no exception"], LM["lm_hard_coded_64_cross_entropy"]),
+    (lm_detached_logits, ["gradients", "requires_grad=False"], LM["lm_no_graph"]),
+    # in no catalogue: the message says what is expected and where to look, and names no mistake
+    (lm_label_smoothing, ["64 scene slots", "largest difference"], None),
+    (lm_scene_twice, ["64 scene slots", "largest difference"], None),
+    (lm_probability_not_log, ["64 scene slots", "largest difference"], None),
+    (lm_scene_embedded_as_zeros, ["64 scene slots", "largest difference"], None),
 ])
-def test_lm_pretraining_loss_rejects_mistakes(fn, fragments, capsys):
-    assert_rejects(check_lm_pretraining_loss, fn, *fragments, capsys=capsys)
+def test_lm_pretraining_loss_rejects_mistakes(fn, fragments, names, capsys):
+    assert_rejects(check_lm_pretraining_loss, fn, *fragments, names=names, capsys=capsys)
+
+
+def test_a_mistake_that_fails_an_earlier_case_is_not_named():
+    """The 9-slot case of a hard-coded 64 raises what 'logits not sliced' would raise on some inputs; only mistakes
+    that pass the 64-slot case, as the student's did, may be named."""
+    message = assert_rejects(check_lm_pretraining_loss, lm_hard_coded_64, names=LM["lm_hard_coded_64"])
+    assert LM["lm_not_sliced"] not in message
 
 
 def test_the_first_lm_case_mixes_captions_and_questions():

@@ -471,16 +471,16 @@ def clip_squared_norm(image_emb, text_emb, temperature):
     return _both_directions(image @ text.T / temperature)
 
 
-def _clip_with_labels(labels_of):
-    def clip(image_emb, text_emb, temperature):
-        logits = _clip_logits(image_emb, text_emb, temperature)
-        labels = labels_of(len(logits))
-        return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
-    return clip
+def _with_labels(logits, labels):
+    return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
 
 
-clip_labels_zeros = _clip_with_labels(lambda b: torch.zeros(b, dtype=torch.long))
-clip_labels_ones = _clip_with_labels(lambda b: torch.ones(b, dtype=torch.long))
+def clip_labels_zeros(image_emb, text_emb, temperature):
+    return _with_labels(_clip_logits(image_emb, text_emb, temperature), torch.zeros(len(image_emb), dtype=torch.long))
+
+
+def clip_labels_ones(image_emb, text_emb, temperature):
+    return _with_labels(_clip_logits(image_emb, text_emb, temperature), torch.ones(len(image_emb), dtype=torch.long))
 
 
 def clip_temperature_multiplied(image_emb, text_emb, temperature):
