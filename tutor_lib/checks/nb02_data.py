@@ -195,6 +195,7 @@ _DRAW_SHAPE = catalogue(
             "noise_std is the standard deviation: multiply standard normal noise by noise_std itself"),
 )
 
+_CPU_GENERATOR = torch.default_generator  # the global generator that torch.randn(...) and randn_like use on the CPU
 _SIGNATURE = "draw_shape(color, shape, position, image_size=64, noise_std=0.05, generator=None)"
 
 
@@ -207,7 +208,7 @@ def _drawn(fn: Callable, seed: int, args: tuple, size: int, noise_std: float | N
     if generator_seed is not None:
         kwargs["generator"] = torch.Generator().manual_seed(generator_seed)
     with trusted.rng():
-        trusted.manual_seed(seed)
+        _CPU_GENERATOR.manual_seed(seed)  # torch.manual_seed would also seed (and lazily set up) CUDA: slow
         return fn(*args, **kwargs)
 
 
