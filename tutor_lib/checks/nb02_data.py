@@ -28,6 +28,7 @@ __all__ = ["check_draw_shape", "check_make_qa"]
 
 # -- draw_shape -----------------------------------------------------------------------------------
 
+_CPU_GENERATOR = torch.default_generator  # the global generator that torch.randn(...) and randn_like use on the CPU
 _PURE_RGB = {"red": (1.0, 0.0, 0.0), "blue": (0.0, 0.0, 1.0), "green": (0.0, 1.0, 0.0)}
 
 
@@ -130,7 +131,7 @@ def draw_global_rng(color, shape, position, image_size=64, noise_std=0.05, gener
 
 def draw_reseeds(color, shape, position, image_size=64, noise_std=0.05, generator=None):
     """draw_shape calling torch.manual_seed(0) and drawing from the global generator."""
-    trusted.manual_seed(0)
+    _CPU_GENERATOR.manual_seed(0)  # what torch.manual_seed(0) does to CPU noise, leaving CUDA's generators alone
     image = _geometry(color, shape, position, image_size)
     return (image + noise_std * trusted.randn(image.shape)).clamp(0, 1)
 
@@ -195,7 +196,6 @@ _DRAW_SHAPE = catalogue(
             "noise_std is the standard deviation: multiply standard normal noise by noise_std itself"),
 )
 
-_CPU_GENERATOR = torch.default_generator  # the global generator that torch.randn(...) and randn_like use on the CPU
 _SIGNATURE = "draw_shape(color, shape, position, image_size=64, noise_std=0.05, generator=None)"
 
 
