@@ -318,6 +318,9 @@ class _ScriptedModel(nn.Module):
         return self.language_model(torch.cat([visual, text], dim=1))  # (B, N + L, V)
 
 
+# Bound when the checks are imported, before any notebook cell could rebind them.
+_get_rng_state, _set_rng_state = torch.get_rng_state, torch.set_rng_state
+
 # The catalogue: greedy decoding with one mistake each. A student's loop that never stops runs forever anyway;
 # the catalogue's own stops after _NO_LIMIT tokens so that matching on the real model always ends.
 _NO_LIMIT = 1000
@@ -398,7 +401,7 @@ ANSWER_MISTAKES = catalogue(
     Mistake("<start> missing from the prompt", functools.partial(_decode, start=False),
             "the prompt is <start> + question, as in training"),
     Mistake("sampling instead of argmax", functools.partial(_decode, pick=_sample),
-            f"{_GREEDY}: take the argmax, do not sample"),
+            "greedy decoding: each step takes the argmax of the last position's logits; nothing is drawn at random"),
     Mistake("no max_new_tokens limit: generates until <end>", functools.partial(_decode, limit=False),
             "stop after max_new_tokens new tokens, or earlier at <end>"),
     Mistake("one token too many: max_new_tokens + 1", functools.partial(_decode, extra_steps=1),
@@ -425,14 +428,14 @@ ANSWER_MISTAKES = catalogue(
 )
 
 
-def _answer_outcome(fn: Callable, make_model: Callable, image, question, kwargs, seed: int) -> tuple:
+def _answer_outcome(fn: Callable, make_model: Callable, image, question, kwargs, rng_state: torch.Tensor) -> tuple:
     """Run fn on a fresh model and copies of the inputs -> ((what it returned or how it misused the model, the
     first text the scripted model read), model, the question list afterwards).
 
     The first text is part of the outcome because the scripted model answers every wrong prompt alike.
     """
     model, question_arg = make_model(), list(question)
-    trusted.manual_seed(seed)  # the same draws for every function run on this case (sampling)
+    _set_rng_state(rng_state)  # the random state the student's function started from (sampling draws alike)
     try:
         with quiet():
             value = fn(model, image.clone(), question_arg, **kwargs)
@@ -441,36 +444,41 @@ def _answer_outcome(fn: Callable, make_model: Callable, image, question, kwargs,
     return (value, getattr(model, "first_text", None)), model, question_arg
 
 
-def _answer_matches(make_model, image, question, kwargs, seed: int, received, part: int) -> list:
-    return matching(ANSWER_MISTAKES, lambda fn: _answer_outcome(fn, make_model, image, question, kwargs, seed)[part],
-                    received, same_output)
+def _answer_matches(make_model, image, question, kwargs, rng_state: torch.Tensor, received, part: int) -> list:
+    """The mistakes whose outcome (part 0: the answer and first text; 2: the question list afterwards) is received."""
+    after = _get_rng_state()
+    try:
+        return matching(ANSWER_MISTAKES,
+                        lambda fn: _answer_outcome(fn, make_model, image, question, kwargs, rng_state)[part],
+                        received, same_output)
+    finally:
+        _set_rng_state(after)
 
 
-def _scripted_case(fn, case: str, question: list[int], script: list[int], max_new_tokens: int | None, image,
-                   seed: int) -> None:
+def _scripted_case(fn, case: str, question: list[int], script: list[int], max_new_tokens: int | None, image) -> None:
     limit = 5 if max_new_tokens is None else max_new_tokens
     make_model = functools.partial(_ScriptedModel, case, question, script, limit)
     model = make_model()
     kwargs = {} if max_new_tokens is None else {"max_new_tokens": max_new_tokens}
     question_arg = list(question)
-    trusted.manual_seed(seed)
+    state = _get_rng_state()  # cheap (unlike manual_seed): the catalogue starts from it when the case fails
     try:
         got = call(case, fn, model, image, question_arg, **kwargs,
                    hint="answer_question(model, image, question_tokens, max_new_tokens=5) returns a list of token ids")
     except _Misuse as misuse:
         fail(misuse.case, misuse.expected, misuse.received, misuse.hint,
-             _answer_matches(make_model, image, question, kwargs, seed, (misuse.key, model.first_text), 0))
+             _answer_matches(make_model, image, question, kwargs, state, (misuse.key, model.first_text), 0))
     want = (script[: script.index(END)] if END in script else script)[:limit]
     hint = f"{_GREEDY}; stop at <end> (not part of the answer) or after max_new_tokens={limit}"
     if model.first_text is not None and model.first_text[: len(model.prompt)] != model.prompt:  # an observation
         hint = (f"the model was first given the text '{words(model.first_text)}'; the prompt is <start> + question "
                 f"('{words(model.prompt)}')")
     _expect_answer(case, got, want, hint,
-                   lambda: _answer_matches(make_model, image, question, kwargs, seed, (got, model.first_text), 0))
+                   lambda: _answer_matches(make_model, image, question, kwargs, state, (got, model.first_text), 0))
     if question_arg != question:
         fail(f"{case}: question_tokens afterwards", question, question_arg,
              "do not change the caller's list: build the prompt as a new list, [START] + question_tokens",
-             _answer_matches(make_model, image, question, kwargs, seed, question_arg, 2))
+             _answer_matches(make_model, image, question, kwargs, state, question_arg, 2))
     if model.images_seen and not allclose(model.images_seen[0], image[None]):
         fail(f"{case}: the image the model was given", "the image passed to answer_question, as a batch of one",
              f"a different tensor of shape {tuple(model.images_seen[0].shape)}", "pass image.unsqueeze(0) to the model")
@@ -520,9 +528,9 @@ def check_answer_question(answer_question) -> None:
             ("<end> would be the 4th token, max_new_tokens=3", where, [v["green"], v["square"], v["center"], END], 3),
             ("max_new_tokens=0", color, [v["red"], END], 0),
         ]
-        for k, (case, question, script, max_new_tokens) in enumerate(cases):
+        for case, question, script, max_new_tokens in cases:
             _scripted_case(answer_question, f"answer_question with a scripted model: {case}", question, script,
-                           max_new_tokens, image, seed=100 + k)
+                           max_new_tokens, image)
 
         # A tiny real model: the student's answers equal the reference's greedy answers.
         trusted.manual_seed(6)
@@ -534,11 +542,11 @@ def check_answer_question(answer_question) -> None:
                     "max_new_tokens=4)")
             with quiet():
                 want = _ref_answer_question(model, sample["image"], sample["question_tokens"], max_new_tokens=4)
-            trusted.manual_seed(200 + i)
+            state = _get_rng_state()
             got = call(case, answer_question, model, sample["image"], list(sample["question_tokens"]), max_new_tokens=4)
             _expect_answer(case, got, want, f"{_GREEDY}; prompt <start> + question, stop at <end>",
                            functools.partial(_answer_matches, lambda: model, sample["image"], sample["question_tokens"],
-                                             {"max_new_tokens": 4}, 200 + i, (got, None), 0))
+                                             {"max_new_tokens": 4}, state, (got, None), 0))
     passed("answer_question", f"{len(cases)} scripted cases (multi-token, <end> at once, no <end>, max_new_tokens) "
            f"and {len(data)} answers of a real model match greedy decoding")
 

@@ -130,11 +130,13 @@ CONVERSATION_MISTAKES = catalogue(
 )
 
 
-def _first_difference(conversations, b: int, got: list[int], want: list[int]) -> str:
-    """An observation: where row b first differs, and which turn that position predicts."""
+def _first_difference(conversations, b: int, got: list[int], want: list[int], predicts: bool) -> str:
+    """An observation: where row b first differs, and which turn the token there (or the one it predicts) is of."""
     t = next((i for i, (x, y) in enumerate(zip(got, want)) if x != y), min(len(got), len(want)))
     turn_of = _sequence(conversations[b])[2]
-    where = f"turn {turn_of[t + 1]}" if t + 1 < len(turn_of) else "padding"
+    k = t + 1 if predicts else t
+    where = "padding" if k >= len(turn_of) else "<start>" if k == 0 else \
+        f"{'predicting ' if predicts else ''}a token of turn {turn_of[k]}"
     return f"{first_difference(got, want)} ({where})"
 
 
@@ -148,7 +150,7 @@ def _compare_rows(case: str, conversations, what: str, got: list[list[int]], wan
     for b, (g, w) in enumerate(zip(got, want)):
         if g != w:
             fail(case, f"{what}[{b}] = {words(w)}", f"{what}[{b}] = {words(g)}",
-                 f"{layout}; {_first_difference(conversations, b, g, w)}", matches)
+                 f"{layout}; {_first_difference(conversations, b, g, w, what == 'labels')}", matches)
 
 
 @register
