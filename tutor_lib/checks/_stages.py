@@ -33,6 +33,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
+from torch.random import get_rng_state as _get_rng_state
+from torch.random import set_rng_state as _set_rng_state
 
 from ..batching import build_caption_batch as _ref_caption_batch
 from ..batching import build_instruction_batch as _ref_instruction_batch
@@ -432,9 +434,29 @@ def _fresh_model(stage: int) -> MultimodalModel:
     return tiny_model(None if stage == 1 else 1)
 
 
-def _observe(fn: Callable, stage: int, data, case: _Case) -> _Run:
-    """Run a training function on a fresh tiny model (same seed, so torch.randperm gives the same batches)."""
+def _start(stage: int) -> tuple:
+    """A fresh tiny model, its parameters and flags, and the random state right after building it."""
     model = _fresh_model(stage)
+    flags = {name: p.requires_grad for name, p in model.named_parameters()}
+    return model, _snapshot(model), flags, _get_rng_state()
+
+
+def _observe(fn: Callable, stage: int, data, case: _Case, start: tuple | None = None) -> _Run:
+    """Run a training function on a fresh tiny model (same seed, so torch.randperm gives the same batches).
+
+    start: from _start, to run on that model put back as it was built, from the same random state
+    (for the catalogue's runs: the same as building it again, and cheaper).
+    """
+    if start is None:
+        model = _fresh_model(stage)
+    else:
+        model, params, flags, state = start
+        with _no_grad():
+            for name, p in model.named_parameters():
+                p.copy_(params[name])
+                p.grad = None
+                p.requires_grad_(flags[name])
+        _set_rng_state(state)
     before = _snapshot(model) if case.key == "trains" else {}
     batch_size = case.batch_size or len(data)
     try:
@@ -588,8 +610,10 @@ def _check_case(name: str, fn: Callable, stage: int, data, case: _Case, right: f
     if failure is None:
         return run
 
+    start = _start(stage)
+
     def outcome(mistake_fn: Callable) -> _Failure | None:
-        return _verdict(_observe(mistake_fn, stage, data, case), case, stage, n, right)
+        return _verdict(_observe(mistake_fn, stage, data, case, start), case, stage, n, right)
 
     def same(received: _Failure, theirs: _Failure | None) -> bool:
         return theirs is not None and theirs.kind == received.kind and theirs.where == received.where \
