@@ -286,27 +286,101 @@ def _returns_two(a, b, n_boot, seed):
     return reference_bootstrap(a, b, n_boot, seed)[1:]
 
 
+def _boot_with(statistic=np.mean, interval=None, rng=None, check=True):
+    """The seeded paired bootstrap with one part swapped out (statistic of each resample, interval, generator)."""
+    def boot(a, b, n_boot, seed):
+        a, b = _checked(a, b) if check else (np.asarray(a, dtype=float), np.asarray(b, dtype=float))
+        d = a - b
+        generator = rng() if rng else np.random.default_rng(seed)
+        stats = statistic(d[generator.integers(0, len(d), size=(n_boot, len(d)))], axis=1)
+        low, high = interval(d, stats) if interval else np.percentile(stats, [2.5, 97.5])
+        return d.mean(), low, high
+    return boot
+
+
+def _fixed_seed(a, b, n_boot, seed):
+    return _boot_with(rng=lambda: np.random.default_rng(42))(a, b, n_boot, seed)
+
+
+def _asserted(a, b, n_boot, seed):
+    assert len(a) == len(b), "lengths differ"
+    assert len(a) > 1, "one pair"
+    return boot_vectorised(a, b, n_boot, seed)
+
+
+def _one_pair_allowed(a, b, n_boot, seed):
+    if len(a) != len(b):
+        raise ValueError("a and b differ in length")
+    d = np.subtract(a, b)
+    means = d[np.random.default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1)
+    return d.mean(), *np.percentile(means, [2.5, 97.5])
+
+
+def _unpaired_90(a, b, n_boot, seed):
+    a, b = _checked(a, b)
+    rng = np.random.default_rng(seed)
+    ma = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    mb = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
+    return (a - b).mean(), *np.percentile(ma - mb, [5, 95])
+
+
+# name: (wrong variant, a fragment of its message, the catalogue mistake it must be named as, or None)
 BOOT_WRONG = {
-    "a and b resampled independently": (_unpaired, "resampled independently"),
-    "percentiles of the differences, no resampling": (_percentiles_of_d, "percentiles of the differences"),
-    "a 90 % interval": (_with_percentiles([5, 95]), "90 % interval"),
-    "fractions given to np.percentile": (_with_percentiles([0.025, 0.975]), "np.percentile takes percents"),
-    "b minus a": (_with_percentiles([2.5, 97.5], sign=-1.0), "a - b (the first arm minus the second)"),
-    "median instead of mean": (_with_percentiles([2.5, 97.5], median=True), "not their median"),
-    "permutations, not resamples with replacement": (_with_percentiles([2.5, 97.5], replace=False), "WITH replacement"),
-    "mean +- 1.96 sd of the differences": (_normal_sd, "describes one seed's spread"),
-    "the global NumPy RNG, seed ignored": (_with_percentiles([2.5, 97.5], global_rng=True), "default_rng(seed)"),
-    "n_boot ignored (always 2000)": (_with_percentiles([2.5, 97.5], fixed_boot=2000), "exactly n_boot"),
-    "no check of the lengths": (_no_length_check, "equal lengths"),
-    "changes a in place": (_in_place, "in place"),
-    "returns (low, high) only": (_returns_two, "tuple (mean_difference, low, high)"),
+    "a and b resampled independently": (_unpaired, "width", "a and b resampled independently (unpaired)"),
+    "percentiles of the differences, no resampling": (_percentiles_of_d, "percentiles of the n_boot means",
+                                                      "percentiles of the differences, not of resampled means"),
+    "a 90 % interval": (_with_percentiles([5, 95]), "2.5th and 97.5th", "a 90 % interval (5th and 95th percentiles)"),
+    "fractions given to np.percentile": (_with_percentiles([0.025, 0.975]), "np.percentile takes percents",
+                                         "fractions given to np.percentile"),
+    "b minus a": (_with_percentiles([2.5, 97.5], sign=-1.0), "a - b (the first arm minus the second)",
+                  "b - a, not a - b"),
+    "median instead of mean": (_with_percentiles([2.5, 97.5], median=True), "not their median",
+                               "the median of the differences, not their mean"),
+    "permutations, not resamples with replacement": (_with_percentiles([2.5, 97.5], replace=False), "WITH replacement",
+                                                     "permutations, not resamples with replacement"),
+    "mean +- 1.96 sd of the differences": (_normal_sd, "describe one seed's spread", "mean +- 1.96 sd of the differences"),
+    "the global NumPy RNG, seed ignored": (_with_percentiles([2.5, 97.5], global_rng=True), "default_rng(seed)",
+                                           "the global NumPy RNG, seed ignored"),
+    "n_boot ignored (always 2000)": (_with_percentiles([2.5, 97.5], fixed_boot=2000), "exactly n_boot",
+                                     "n_boot ignored (a fixed number of resamples)"),
+    "no check of the lengths": (_no_length_check, "len(a) != len(b)", "no check of the lengths"),
+    "changes a in place": (_in_place, "in place", "a subtracted from in place (a -= b)"),
+    "returns (low, high) only": (_returns_two, "tuple (mean_difference, low, high)", "only (low, high) returned"),
+    # new: catalogued mistakes
+    "sums of the resamples": (_boot_with(statistic=np.sum), "not its sum", "sums of the resamples, not their means"),
+    "means over axis 0": (_boot_with(statistic=lambda x, axis: x.mean(0)), "average over axis 1",
+                          "means over the resamples (axis 0), not within each"),
+    "medians everywhere": (lambda a, b, n, s: (np.median(np.subtract(a, b)),
+                                               *_boot_with(statistic=np.median)(a, b, n, s)[1:]),
+                           "MEAN of the differences", "medians everywhere, not means"),
+    "mean +- one bootstrap standard error": (_boot_with(interval=lambda d, m: (d.mean() - m.std(), d.mean() + m.std())),
+                                             "68 %", "mean +- one standard error (a 68 % interval)"),
+    "a fixed seed (42)": (_fixed_seed, "use the seed you are given", "a fixed seed, the seed argument ignored"),
+    "asserts instead of ValueError": (_asserted, "AssertionError", "assert, not raise ValueError"),
+    "a single pair accepted": (_one_pair_allowed, "fewer than 2 pairs", "no check for fewer than 2 pairs"),
+    "arm a bootstrapped alone": (lambda a, b, n, s: _boot_with()(a, np.zeros(len(a)), n, s), "not one arm",
+                                 "the mean and interval of arm a, not of the difference"),
+    # new: two mistakes at once, or none of the catalogue: nothing may be named
+    "unpaired and 90 %": (_unpaired_90, "width", None),
+    "an unseeded default_rng()": (_boot_with(rng=np.random.default_rng), "default_rng(seed) alone", None),
+    "a 99 % interval": (_with_percentiles([0.5, 99.5]), "width", None),
+    "percentiles of the first 8 resampled means": (_boot_with(interval=lambda d, m: np.percentile(m[:8], [2.5, 97.5])),
+                                                   "expected: about", None),
+    "ValueError raised for every input": (lambda a, b, n, s: (_ for _ in ()).throw(ValueError("no")), "ValueError: no",
+                                          None),
+    "TypeError for unequal lengths": (lambda a, b, n, s: boot_vectorised(a, b, n, s) if len(a) == len(b)
+                                      else (_ for _ in ()).throw(TypeError("unequal")), "TypeError", None),
 }
 
 
 @pytest.mark.parametrize("name", list(BOOT_WRONG))
 def test_paired_bootstrap_wrong_variants_fail_with_a_specific_message(name, capsys):
-    fn, message = BOOT_WRONG[name]
-    assert_rejects(check_paired_bootstrap, fn, match=re.escape(message), capsys=capsys)
+    fn, message, names = BOOT_WRONG[name]
+    try:
+        fn.__qualname__ = f"paired_bootstrap: {name}"  # for the feedback audit
+    except AttributeError:
+        pass
+    assert_rejects(check_paired_bootstrap, fn, match=re.escape(message), names=names, capsys=capsys)
 
 
 def test_paired_bootstrap_stub_and_speed():

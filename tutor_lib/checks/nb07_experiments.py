@@ -269,6 +269,10 @@ _B = (0.65, 0.90, 0.62, 0.97, 0.74, 0.85, 0.71, 0.89)
 # A second, skewed case (one seed far from the others) with a negative mean difference.
 _C = (0.40, 0.52, 0.47, 0.45, 0.50, 0.10)
 _D = (0.44, 0.55, 0.49, 0.50, 0.51, 0.36)
+# For the seed cases, values off any grid: with _A and _B (multiples of 0.01) two different draws of
+# resamples often give the very same percentiles, so an unseeded generator could pass for a seeded one.
+_E = tuple(float(v) for v in 0.6 + 0.3 * np.random.default_rng(2026).random(8))
+_F = tuple(float(v) for v in 0.55 + 0.3 * np.random.default_rng(2027).random(8))
 _REFERENCE_BOOT = 200_000  # the reference interval, with Monte Carlo error far below the tolerance
 
 
@@ -292,17 +296,190 @@ def _references(d: tuple[float, ...], b: tuple[float, ...]) -> tuple[float, floa
     return low, high, ninety, tuple(float(v) for v in unpaired)
 
 
-def _numbers(case: str, result: object) -> tuple[float, float, float]:
+# -- paired_bootstrap: the catalogue, the reference with one mistake each ---------------------------
+
+def _arms(a, b, check_lengths: bool = True, check_pairs: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    a, b = _asarray(a, dtype=float), _asarray(b, dtype=float)
+    if check_lengths and a.shape != b.shape:
+        raise ValueError(f"a and b must be paired, one value per seed each; got {len(a)} and {len(b)} values")
+    if check_pairs and len(a) < 2:
+        raise ValueError(f"need at least 2 pairs to bootstrap, got {len(a)}")
+    return a, b
+
+
+def _boot(a, b, n_boot=2000, seed=0, *, q=(2.5, 97.5), sign=1.0, draw="seeded", fixed_boot=None, axis=1,
+          statistic="mean", summary="mean", check_lengths=True, check_pairs=True):
+    """The reference bootstrap; each keyword but the defaults is one mistake of the catalogue."""
+    a, b = _arms(a, b, check_lengths, check_pairs)
+    d = sign * (a - b)
+    n_boot, n = int(fixed_boot or n_boot), len(d)
+    if draw == "seeded":
+        idx = _default_rng(seed).integers(0, n, size=(n_boot, n))
+    elif draw == "fixed seed":
+        idx = _default_rng(0).integers(0, n, size=(n_boot, n))
+    elif draw == "global":
+        idx = np.random.randint(0, n, size=(n_boot, n))
+    else:  # "permutation": without replacement
+        rng = _default_rng(seed)
+        idx = np.stack([rng.permutation(n) for _ in range(n_boot)])
+    resampled = {"mean": np.mean, "sum": np.sum, "median": _median}[statistic](d[idx], axis=axis)
+    low, high = _percentile(resampled, list(q))
+    return float({"mean": np.mean, "median": _median}[summary](d)), float(low), float(high)
+
+
+def _unpaired(a, b, n_boot=2000, seed=0):
+    a, b = _arms(a, b)
+    rng = _default_rng(seed)
+    mean_a = a[rng.integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    mean_b = b[rng.integers(0, len(b), size=(n_boot, len(b)))].mean(1)
+    low, high = _percentile(mean_a - mean_b, [2.5, 97.5])
+    return float((a - b).mean()), float(low), float(high)
+
+
+def _arm_a_alone(a, b, n_boot=2000, seed=0):
+    a, _ = _arms(a, b)
+    means = a[_default_rng(seed).integers(0, len(a), size=(n_boot, len(a)))].mean(1)
+    low, high = _percentile(means, [2.5, 97.5])
+    return float(a.mean()), float(low), float(high)
+
+
+def _percentiles_of_d(a, b, n_boot=2000, seed=0):
+    a, b = _arms(a, b)
+    low, high = _percentile(a - b, [2.5, 97.5])
+    return float((a - b).mean()), float(low), float(high)
+
+
+def _normal(a, b, n_boot=2000, seed=0, *, spread="sd"):
+    a, b = _arms(a, b)
+    d = a - b
+    if spread == "sd":  # of the differences: one seed's spread
+        half = 1.96 * d.std(ddof=1)
+    else:  # one standard error of the bootstrap means: a 68 % interval
+        half = d[_default_rng(seed).integers(0, len(d), size=(n_boot, len(d)))].mean(1).std()
+    return float(d.mean()), float(d.mean() - half), float(d.mean() + half)
+
+
+def _subtracts_in_place(a, b, n_boot=2000, seed=0):
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError("a and b must be paired, with at least 2 pairs")
+    if isinstance(a, np.ndarray):
+        a -= b  # the caller's array changes
+        return _boot(a, np.zeros_like(a), n_boot, seed)
+    return _boot(a, b, n_boot, seed)
+
+
+def _asserts(a, b, n_boot=2000, seed=0):
+    assert len(a) == len(b) and len(a) >= 2, "a and b must be paired, with at least 2 pairs"
+    return _boot(a, b, n_boot, seed)
+
+
+B = functools.partial
+BOOT_MISTAKES = catalogue(
+    "paired_bootstrap",
+    Mistake("a and b resampled independently (unpaired)", _unpaired,
+            "the seeds are pairs: draw one set of indices per resample and use it for both arms "
+            "(or resample d = a - b)"),
+    Mistake("percentiles of the differences, not of resampled means", _percentiles_of_d,
+            "bootstrap the MEAN: resample the pairs n_boot times and take the percentiles of the n_boot means"),
+    Mistake("a 90 % interval (5th and 95th percentiles)", B(_boot, q=(5, 95)),
+            "a 95 % interval keeps the 2.5th and 97.5th percentiles"),
+    Mistake("fractions given to np.percentile", B(_boot, q=(0.025, 0.975)),
+            "np.percentile takes percents (2.5, 97.5); np.quantile takes fractions (0.025, 0.975)"),
+    Mistake("b - a, not a - b", B(_boot, sign=-1.0),
+            "the difference is a - b (the first arm minus the second), not b - a"),
+    Mistake("the median of the differences, not their mean", B(_boot, summary="median"),
+            "the first number is the mean of the differences, not their median"),
+    Mistake("medians everywhere, not means", B(_boot, summary="median", statistic="median"),
+            "the summary and each resample's statistic are the MEAN of the differences"),
+    Mistake("sums of the resamples, not their means", B(_boot, statistic="sum"),
+            "take each resample's MEAN difference (divide by n), not its sum"),
+    Mistake("means over the resamples (axis 0), not within each", B(_boot, axis=0),
+            "the indices are (n_boot, n): one resample per row, so average over axis 1 to get n_boot means"),
+    Mistake("permutations, not resamples with replacement", B(_boot, draw="permutation"),
+            "draw the pairs WITH replacement (rng.integers(0, n, size=(n_boot, n)) or rng.choice(n, size=n, "
+            "replace=True)); a permutation has the same mean every time"),
+    Mistake("mean +- 1.96 sd of the differences", _normal,
+            "1.96 standard deviations of the differences describe one seed's spread, not the mean's; "
+            "bootstrap the mean"),
+    Mistake("mean +- one standard error (a 68 % interval)", B(_normal, spread="se"),
+            "a 95 % interval: the 2.5th and 97.5th percentiles of the resampled means"),
+    Mistake("the mean and interval of arm a, not of the difference", _arm_a_alone,
+            "bootstrap the paired differences d = a - b, not one arm"),
+    Mistake("the global NumPy RNG, seed ignored", B(_boot, draw="global"),
+            "draw from rng = np.random.default_rng(seed), not from np.random's global state"),
+    Mistake("a fixed seed, the seed argument ignored", B(_boot, draw="fixed seed"),
+            "the resamples must come from np.random.default_rng(seed): use the seed you are given"),
+    Mistake("n_boot ignored (a fixed number of resamples)", B(_boot, fixed_boot=2000),
+            "draw exactly n_boot resamples; do not use a fixed number"),
+    Mistake("no check of the lengths", B(_boot, check_lengths=False),
+            "raise ValueError when len(a) != len(b): NumPy would broadcast a single b against every a"),
+    Mistake("no check for fewer than 2 pairs", B(_boot, check_pairs=False),
+            "raise ValueError when there are fewer than 2 pairs: one pair cannot be resampled into an interval"),
+    Mistake("assert, not raise ValueError", _asserts,
+            "raise ValueError('...') for bad input; an assert raises AssertionError (and is skipped under -O)"),
+    Mistake("a subtracted from in place (a -= b)", _subtracts_in_place,
+            "compute d = a - b into a new array; `a -= b` writes into the caller's data"),
+    Mistake("only (low, high) returned", lambda a, b, n_boot=2000, seed=0: _boot(a, b, n_boot, seed)[1:],
+            "return all three numbers: `return mean, low, high`"),
+)
+
+
+def _boot_outcome(fn, *args) -> object:
+    """fn(*args) on copies: its result, ("raises", error type) or, for a NumPy input it changed, the input after."""
+    copies = [arg.copy() if isinstance(arg, np.ndarray) else list(arg) for arg in args[:2]]
+    try:
+        with quiet():
+            result = fn(*copies, *args[2:])
+    except Exception as error:  # noqa: BLE001 - an exception is an outcome to compare
+        return ("raises", type(error).__name__)
+    changed = [c for c, arg in zip(copies, args) if isinstance(arg, np.ndarray) and not _array_equal(c, arg)]
+    return ("changed", changed[0]) if changed else ("value", result)
+
+
+def _close_to(tolerance: float, relative: float = 0.0):
+    """same() for _boot_outcome: equal errors, equal changed inputs, or numbers within tolerance (the mean exactly);
+    the bounds of (mean, low, high) may also differ by `relative` times the wider interval's width."""
+    def same(x, y) -> bool:
+        if x[0] != y[0]:
+            return False
+        if x[0] == "raises":
+            return x[1] == y[1]
+        if x[0] == "changed":
+            return _array_equal(x[1], y[1])
+        try:
+            xs, ys = [float(v) for v in x[1]], [float(v) for v in y[1]]
+        except (TypeError, ValueError):
+            return False
+        if len(xs) != len(ys):
+            return False
+        if len(xs) == 3:  # (mean, low, high): the same mean, bounds within tolerance, widths within a quarter
+            width_x, width_y = xs[2] - xs[1], ys[2] - ys[1]
+            wider = max(abs(width_x), abs(width_y))
+            slack = max(tolerance, relative * wider)  # resampling noise grows with the interval's own width
+            return (abs(xs[0] - ys[0]) <= 1e-9 and abs(xs[1] - ys[1]) <= slack and abs(xs[2] - ys[2]) <= slack
+                    and abs(width_x - width_y) <= 0.25 * wider + 1e-12)
+        return all(abs(u - v) <= tolerance for u, v in zip(xs, ys))
+    return same
+
+
+def _boot_matches(fn, args: tuple, tolerance: float, relative: float = 0.0) -> list[Mistake]:
+    received = _boot_outcome(fn, *args)
+    return matching(BOOT_MISTAKES, lambda mistake: _boot_outcome(mistake, *args), received,
+                    _close_to(tolerance, relative))
+
+
+def _numbers(case: str, result: object, diagnose=lambda: ()) -> tuple[float, float, float]:
     if not isinstance(result, (tuple, list)) or len(result) != 3:
         fail(case, "a tuple (mean_difference, low, high)", short(result),
-             "return all three numbers: `return mean, low, high`")
+             "return all three numbers: `return mean, low, high`", diagnose())
     try:
         values = tuple(float(v) for v in result)
     except (TypeError, ValueError):
         fail(case, "three numbers (mean_difference, low, high)", short(result),
-             "return plain numbers (floats), e.g. float(np.mean(d)), not arrays or strings")
+             "return plain numbers (floats), e.g. float(np.mean(d)), not arrays or strings", diagnose())
     if not all(math.isfinite(v) for v in values):
-        fail(case, "three finite numbers", short(result), "no NaN or inf: check for a division by zero or empty data")
+        fail(case, "three finite numbers", short(result), "no NaN or inf: check for a division by zero or empty data",
+             diagnose())
     return values
 
 
@@ -311,64 +488,45 @@ def _expect_interval(case: str, fn, a, b, n_boot: int = 4000, seed: int = 0) -> 
     a_arr, b_arr = _asarray(a, dtype=float), _asarray(b, dtype=float)
     d = a_arr - b_arr
     a_copy, b_copy = a_arr.copy(), b_arr.copy()
-    mean, low, high = _numbers(case, call(case, fn, a, b, n_boot, seed,
-                                          hint="paired_bootstrap(a, b, n_boot, seed) -> (mean, low, high)"))
-    if isinstance(a, np.ndarray) and not (_array_equal(a, a_copy) and _array_equal(b, b_copy)):
-        fail(case, "a and b left unchanged", "paired_bootstrap changed the arrays it was given (in place)",
-             "compute d = a - b into a new array; `a -= b` writes into the caller's data")
-    true_mean = float(d.mean())
-    if not math.isclose(mean, true_mean, abs_tol=1e-9):
-        if math.isclose(mean, -true_mean, abs_tol=1e-9):
-            hint = "the difference is a - b (the first arm minus the second), not b - a"
-        elif math.isclose(mean, float(_median(d)), abs_tol=1e-9):
-            hint = "the summary is the mean of the differences, not their median"
-        else:
-            hint = "the first number is the plain mean of the paired differences a[i] - b[i], over all pairs"
-        fail(case, f"mean difference {true_mean:.6f}", f"{mean:.6f}", hint)
-    if low > high:
-        fail(case, "low <= high", f"low {low:.4f} > high {high:.4f}", "return (mean, low, high) in that order")
-    want_low, want_high, want_90, unpaired = _references(tuple(d.tolist()), tuple(b_arr.tolist()))
+    want_low, want_high, _, _ = _references(tuple(d.tolist()), tuple(b_arr.tolist()))
     width = want_high - want_low
     tolerance = 0.1 * width  # bootstrap noise of a correct 4000-resample interval stays well inside this
+    # A catalogue mistake matches within half that: two 4000-resample intervals drawn differently differ by less.
+    diagnose = functools.partial(_boot_matches, fn, (a_copy if isinstance(a, np.ndarray) else list(a),
+                                                     b_copy if isinstance(b, np.ndarray) else list(b), n_boot, seed),
+                                 0.5 * tolerance, 0.05)
+    result = call(case, fn, a, b, n_boot, seed, hint="paired_bootstrap(a, b, n_boot, seed) -> (mean, low, high)")
+    if isinstance(a, np.ndarray) and not (_array_equal(a, a_copy) and _array_equal(b, b_copy)):
+        fail(case, "a and b left unchanged", "paired_bootstrap changed the arrays it was given (in place)",
+             "compute d = a - b into a new array, leaving a and b as they were", diagnose())
+    mean, low, high = _numbers(case, result, diagnose)
+    true_mean = float(d.mean())
+    if not math.isclose(mean, true_mean, abs_tol=1e-9):
+        received = f"{mean:.6f}"
+        if math.isclose(mean, -true_mean, abs_tol=1e-9):
+            received += " (minus the expected mean)"
+        elif math.isclose(mean, float(_median(d)), abs_tol=1e-9):
+            received += " (the median of the differences a - b)"
+        fail(case, f"mean difference {true_mean:.6f}", received,
+             "the first number is the plain mean of the paired differences a[i] - b[i], over all pairs", diagnose())
+    if low > high:
+        fail(case, "low <= high", f"low {low:.4f} > high {high:.4f}", "return (mean, low, high) in that order",
+             diagnose())
     if abs(low - want_low) <= tolerance and abs(high - want_high) <= tolerance:
         return
     received = f"({mean:.4f}, {low:.4f}, {high:.4f})"
-    expected = f"about ({true_mean:.4f}, {want_low:.4f}, {want_high:.4f}), each bound within {tolerance:.4f}"
     if math.isclose(low, high, abs_tol=1e-12):
-        fail(case, expected, received, "every resample has the same mean: draw the pairs WITH replacement "
-             "(rng.integers(0, n, size=(n_boot, n)) or rng.choice(n, size=n, replace=True)), not a permutation")
-    def near(lo: float, hi: float) -> bool:  # within a tenth of that interval's own width
-        slack = max(tolerance, 0.1 * (hi - lo))
-        return abs(low - lo) <= slack and abs(high - hi) <= slack
-
-    sd = float(d.std(ddof=1))
-    diagnoses = [
-        (_percentile(d, [2.5, 97.5]), "these are percentiles of the differences themselves; bootstrap their MEAN: "
-                                      "resample the pairs n_boot times and take the percentiles of the n_boot means"),
-        (want_90, "this is a 90 % interval; a 95 % interval keeps the 2.5th and 97.5th percentiles"),
-        ((true_mean - 1.96 * sd, true_mean + 1.96 * sd), "mean +- 1.96 standard deviations of the differences "
-                                                         "describes one seed's spread, not the mean's; bootstrap the mean"),
-        (unpaired, "this interval is as wide as if a and b were resampled independently: the seeds are pairs, "
-                   "so draw one set of indices per resample and use it for both (or resample d = a - b)"),
-    ]
-    if high < want_low and high - low < 0.5 * width:
-        fail(case, expected, received, "both bounds sit below the 2.5th percentile: np.percentile takes percents "
-             "(2.5, 97.5), np.quantile fractions (0.025, 0.975)")
-    for (lo, hi), hint in diagnoses:
-        if near(float(lo), float(hi)):
-            fail(case, expected, received, hint)
-    if high - low > 1.5 * width:
-        hint = ("your interval is much wider than the paired bootstrap's: resample the pairs (the same indices "
-                "for a and b), and take percentiles of the resampled MEANS")
-    elif high - low < 0.6 * width:
-        hint = "your interval is too narrow: a 95 % interval spans the 2.5th to the 97.5th percentile of the means"
+        received += ": low == high"
     else:
-        hint = ("resample n pairs with replacement n_boot times, take each resample's mean difference, "
-                "and return the 2.5th and 97.5th percentiles of those means")
-    fail(case, expected, received, hint)
+        received += f": width {high - low:.4f}, the expected width is about {width:.4f}"
+    expected = f"about ({true_mean:.4f}, {want_low:.4f}, {want_high:.4f}), each bound within {tolerance:.4f}"
+    fail(case, expected, received,
+         "resample the n pairs with replacement n_boot times, take each resample's mean difference, and return "
+         "the 2.5th and 97.5th percentiles of those n_boot means", diagnose())
 
 
 def _expect_value_error(case: str, fn, a, b, why: str) -> None:
+    diagnose = functools.partial(_boot_matches, fn, (list(a), list(b), 100, 0), 1e-9)
     try:
         with quiet():
             result = fn(a, b, 100, 0)
@@ -377,8 +535,20 @@ def _expect_value_error(case: str, fn, a, b, why: str) -> None:
     except NotImplementedError:
         fail(case, "ValueError", "NotImplementedError: the function is still the stub", "write the function first")
     except Exception as error:  # noqa: BLE001 (any other error is the wrong kind)
-        fail(case, "ValueError", f"{type(error).__name__}: {error}", f"raise ValueError with a clear message: {why}")
-    fail(case, "ValueError", f"returned {short(result)}", f"check the input first and raise ValueError: {why}")
+        fail(case, "ValueError", f"{type(error).__name__}: {error}", f"raise ValueError with a clear message: {why}",
+             diagnose())
+    fail(case, "ValueError", f"returned {short(result)}", f"check the input first and raise ValueError: {why}",
+         diagnose())
+
+
+def _pinned(fn, *args, global_seed: int = 0) -> object:
+    """fn(*args) with NumPy's global random state seeded for the call, and put back as it was after."""
+    state = np.random.get_state()
+    try:
+        np.random.seed(global_seed)
+        return _boot_outcome(fn, *args)
+    finally:
+        np.random.set_state(state)
 
 
 @register
@@ -388,22 +558,43 @@ def check_paired_bootstrap(paired_bootstrap) -> None:
     _expect_interval("6 paired seeds (NumPy arrays), one far-off seed, a worse", paired_bootstrap,
                      np.array(_C), np.array(_D), seed=3)
     case = "the same seed twice"
-    first = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 500, 7))
-    again = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 500, 7))
+    args = (list(_E), list(_F), 500, 7)
+    first = _numbers(case, call(case, paired_bootstrap, *args))
+    again = _numbers(case, call(case, paired_bootstrap, *args))
     if first != again:
-        fail(case, "the same interval both times", f"{first} then {again}",
-             "draw from rng = np.random.default_rng(seed), not from np.random's global state")
+        received, matches = f"{first} then {again}", []
+
+        def outcome(fn):  # with np.random's global state seeded 0, then 1
+            return ("pinned", _pinned(fn, *args, global_seed=0), _pinned(fn, *args, global_seed=1))
+
+        pinned = outcome(paired_bootstrap)
+        if _close_to(1e-12)(pinned[1], _pinned(paired_bootstrap, *args, global_seed=0)):  # reproducible so
+            received += "; the same both times when np.random's global state is reset before each call"
+            matches = matching(BOOT_MISTAKES, outcome, pinned,
+                               lambda x, y: all(_close_to(1e-12)(u, v) for u, v in zip(x[1:], y[1:])))
+        fail(case, "the same interval both times", received,
+             "the resamples come from rng = np.random.default_rng(seed) alone", matches)
     case = "seeds 1 and 2"
-    one = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 200, 1))
-    two = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 200, 2))
+    one = _numbers(case, call(case, paired_bootstrap, list(_E), list(_F), 4000, 1))
+    two = _numbers(case, call(case, paired_bootstrap, list(_E), list(_F), 4000, 2))
     if one[1:] == two[1:]:
+        low, high, _, _ = _references(tuple((_asarray(_E) - _asarray(_F)).tolist()), tuple(_F))
+
+        def outcome(fn):  # the interval for seed 1, if seed 2 gives the very same one (np.random's state differing)
+            first = _pinned(fn, list(_E), list(_F), 4000, 1, global_seed=1)
+            second = _pinned(fn, list(_E), list(_F), 4000, 2, global_seed=2)
+            return first if _close_to(1e-12)(first, second) else ("differs",)
+
         fail(case, "different resamples, so (slightly) different intervals", f"{one} both times",
-             "the resamples must come from np.random.default_rng(seed): use the seed you are given")
+             "the resamples must come from np.random.default_rng(seed), with the seed you are given",
+             matching(BOOT_MISTAKES, outcome, ("value", one), _close_to(0.1 * (high - low))))
     case = "n_boot=1: a single resample"
     single = _numbers(case, call(case, paired_bootstrap, list(_A), list(_B), 1, 0))
     if not math.isclose(single[1], single[2], abs_tol=1e-12):
+        low, high, _, _ = _references(tuple((_asarray(_A) - _asarray(_B)).tolist()), tuple(_B))
         fail(case, "low == high (the percentiles of one resampled mean)", f"{single}",
-             "draw exactly n_boot resamples; do not use a fixed number")
+             "draw exactly n_boot resamples: with n_boot = 1 there is one mean, so both percentiles are that mean",
+             _boot_matches(paired_bootstrap, (list(_A), list(_B), 1, 0), 0.05 * (high - low)))
     _expect_value_error("a has 8 values, b has 1", paired_bootstrap, list(_A), [0.5],
                         "a and b must hold one value per seed each (equal lengths); NumPy would broadcast")
     _expect_value_error("a single pair", paired_bootstrap, [0.7], [0.6], "at least 2 pairs are needed to resample")
