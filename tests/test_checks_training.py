@@ -14,8 +14,15 @@ import torch
 from check_assertions import assert_accepts, assert_rejects
 from stage_students import make_train, make_train_per_batch
 
-from tutor_lib.checks import CheckError, check_train_stage1, check_train_stage2
-from tutor_lib.checks._recipe_mistakes import LOGITS_ONE_OFF_NAME, NO_END, QUESTION_SUPERVISED
+from tutor_lib.checks import CheckError, _stages, check_train_stage1, check_train_stage2
+from tutor_lib.checks._mistakes import CATALOGUES
+from tutor_lib.checks._recipe_mistakes import (
+    LOGITS_ONE_OFF_EFFECT,
+    LOGITS_ONE_OFF_NAME,
+    NO_END,
+    QUESTION_SUPERVISED,
+    loss_logits_one_off,
+)
 from tutor_lib.vocab import PAD
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -182,3 +189,28 @@ def test_train_stage2_says_what_must_change_in_plain_english():
     with pytest.raises(CheckError) as error:
         check_train_stage2(make_train(2, freeze="other_stage"))
     assert "expected: the projector and the language model change\n" in str(error.value), str(error.value)
+
+
+# -- the catalogues -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stage, check", [(1, check_train_stage1), (2, check_train_stage2)])
+def test_the_catalogues_loop_without_a_mistake_passes(stage, check, capsys):
+    """Every catalogue entry is this loop with one switch on: the loop itself is right."""
+    check(_stages._loop(stage))
+    assert capsys.readouterr().out.startswith(f"✓ train_stage{stage}")
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_the_one_off_slice_entry_is_the_measured_one(stage):
+    entry = next(m for m in CATALOGUES[f"train_stage{stage}"] if m.name == LOGITS_ONE_OFF_NAME)
+    assert entry.effect == LOGITS_ONE_OFF_EFFECT and entry.fn.keywords["loss_of"] is loss_logits_one_off
+
+
+def test_a_failure_runs_only_the_mistakes_of_its_case(monkeypatch):
+    """A wrong loss (case 1) runs the mistakes that show in case 1, not the slower training cases' ones."""
+    seen = []
+    real = _stages.matching
+    monkeypatch.setattr(_stages, "matching", lambda mistakes, *rest: seen.extend(mistakes) or real(mistakes, *rest))
+    with pytest.raises(CheckError):
+        check_train_stage1(make_train(1, reduction="sum"))
+    assert seen == list(_stages._BY_CASE[1]["loss"])
