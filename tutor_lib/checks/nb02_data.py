@@ -453,48 +453,55 @@ def _same_outcome(received: list, theirs: list) -> bool:
     return received == theirs
 
 
+def _qa_matches(make_qa: Callable, args: tuple) -> list:
+    """Run only on a failure: the mistakes that give what make_qa gives for this configuration's 3 questions."""
+    config = [(*args[:3], question_type) for question_type in QUESTION_TYPES]
+    return matching(_MAKE_QA, lambda f: [_qa_outcome(f, a) for a in config],
+                    [_qa_outcome(make_qa, a) for a in config], _same_outcome)
+
+
 def _qa_case(make_qa: Callable, args: tuple) -> None:
     color, shape, position, question_type = args
     case = f"make_qa({color!r}, {shape!r}, {position!r}, {question_type!r})"
 
-    def matches() -> list:
-        """Run only on a failure: the mistakes that give what make_qa gives for this configuration's 3 questions."""
-        config = [(color, shape, position, q) for q in QUESTION_TYPES]
-        return matching(_MAKE_QA, lambda f: [_qa_outcome(f, a) for a in config],
-                        [_qa_outcome(make_qa, a) for a in config], _same_outcome)
-
     try:
         record = call(case, make_qa, *args, hint="every word of the question, the answer and the caption is in VOCAB")
     except CheckError:
-        found = matches()
+        found = _qa_matches(make_qa, args)
         if not found:
             raise
         fail(case, "no exception", _qa_outcome(make_qa, args)[1], matches=found)
     if not isinstance(record, Mapping):
         fail(case, "a dict", f"{type(record).__name__}: {short(record)}",
-             "return {'question_tokens': [...], 'answer_tokens': [...], 'caption_tokens': [...]}", matches())
+             "return {'question_tokens': [...], 'answer_tokens': [...], 'caption_tokens': [...]}",
+             _qa_matches(make_qa, args))
     missing = [k for k in _KEYS if k not in record]
     if missing:
         fail(case, f"keys {list(_KEYS)}", f"keys {list(record)}",
-             f"the later notebooks read {missing[0]!r}; keep the seed's key names", matches())
+             f"the later notebooks read {missing[0]!r}; keep the seed's key names",
+             _qa_matches(make_qa, args))
     expected = _expected_qa(*args)
     for key in _KEYS:
         value = record[key]
         where = f"{case}[{key!r}]"
         if isinstance(value, torch.Tensor):
             fail(where, f"a list of ints {expected[key]}", short(value),
-                 "a plain Python list of ints; the batch builders turn them into tensors", matches())
+                 "a plain Python list of ints; the batch builders turn them into tensors",
+                 _qa_matches(make_qa, args))
         if isinstance(value, int) and not isinstance(value, bool):
             fail(where, f"a list {expected[key]}", f"the int {value}",
-                 "a list of token ids, even for a one-word answer: e.g. [10]", matches())
+                 "a list of token ids, even for a one-word answer: e.g. [10]",
+                 _qa_matches(make_qa, args))
         if not isinstance(value, list) or not all(type(t) is int for t in value):
             are_words = isinstance(value, list) and value and all(isinstance(t, str) for t in value)
             fail(where, f"a list of ints {expected[key]}", short(value),
                  "token ids, not words: look each word up, VOCAB['red'] is 10" if are_words
-                 else "a list of Python ints (token ids)", matches())
+                 else "a list of Python ints (token ids)",
+                 _qa_matches(make_qa, args))
         if value != expected[key]:
             fail(where, f"{expected[key]} ({words(expected[key])})", f"{value} ({words(value)})",
-                 _qa_hint(key, value, expected[key], question_type), matches())
+                 _qa_hint(key, value, expected[key], question_type),
+                 _qa_matches(make_qa, args))
 
 
 @register
