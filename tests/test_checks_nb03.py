@@ -382,8 +382,6 @@ def stage_new_projector(model, stage):
     stage_modules(model, stage)
 
 
-# -- set_stage: mistakes that are in no catalogue (their message must name none) --------------------
-
 def stage_vision_eval_only(model, stage):
     if stage not in (1, 2):
         raise ValueError(stage)
@@ -391,6 +389,8 @@ def stage_vision_eval_only(model, stage):
     model.projector.requires_grad_(True)
     model.language_model.requires_grad_(stage == 2)
 
+
+# -- set_stage: mistakes that are in no catalogue (their message must name none) --------------------
 
 def stage_type_error_raised(model, stage):
     if stage not in (1, 2):
@@ -439,7 +439,8 @@ def test_set_stage_accepts_correct_variants(fn, capsys):
      STAGE["set_stage_vision_never_frozen"]),
     (stage_forgets_lm_parts, ["model.language_model", "not frozen: position_embedding, norm, output_head; the rest are",
                               "every parameter of model.language_model"], None),
-    (stage_eval_instead_of_freeze, ["on a new model: model.language_model", "not frozen"], STAGE["set_stage_train_eval"]),
+    (stage_eval_instead_of_freeze, ["on a new model: model.language_model", "not frozen"],
+     (STAGE["set_stage_train_eval"], LM_TRAINABLE_IN_STAGE1.name)),  # both are true of it
     (stage_range_check, ["set_stage(model, 1.5)", "no exception"], STAGE["set_stage_range_check"]),
     (stage_type_error, ["set_stage(model, 0)", "KeyError"], STAGE["set_stage_key_error"]),
     (stage_reinitialises, ["weights", "projector.fc1.weight changed"], None),  # one layer reset, not the projector
@@ -456,8 +457,9 @@ def test_set_stage_accepts_correct_variants(fn, capsys):
      STAGE["set_stage_lm_blocks_only"]),
     (stage_new_projector, ["weights", "projector.fc1.weight changed (4 tensors changed)"],
      STAGE["set_stage_projector_reset"]),
+    (stage_vision_eval_only, ["every parameter trainable: model.vision_encoder", "whatever state"],
+     STAGE["set_stage_vision_never_frozen"]),  # eval() on the vision encoder, flags as if never frozen
     # in no catalogue: the message says what is expected and where to look, and names no mistake
-    (stage_vision_eval_only, ["every parameter trainable: model.vision_encoder", "frozen in both stages"], None),
     (stage_type_error_raised, ["set_stage(model, 0)", "TypeError"], None),
     (stage_lm_weights_only, ["on a new model: model.language_model", "the rest are"], None),
     (stage2_unfreezes_blocks_only, ["set_stage(model, 2) after stage 1: model.language_model", "the rest are"], None),

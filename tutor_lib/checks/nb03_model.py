@@ -9,9 +9,10 @@ leave exactly the right parameters trainable, change no weight, and reject any o
 When a case fails, the catalogue of each exercise (PROJECTOR_MISTAKES, SET_STAGE_MISTAKES) is run
 on the same inputs: a Projector mistake is built with the same sizes, given the student's own
 Linear weights, and must give the same layers, parameter count, output and gradient flow; a
-set_stage mistake is run on an identical model in the same starting state and must leave the same
-requires_grad flags and weights (or, for a bad stage, raise the same way). Only a mistake that
-matches is named.
+set_stage mistake is run through the same cases as the student's (so it must pass the ones the
+student's passed) and must leave the same requires_grad flags and weights in the failing one (the
+train()/eval() mistake also the same training modes), or handle the bad stages the same way (what
+it raises, whether it switched a flag). Only a mistake that matches is named.
 """
 
 from __future__ import annotations
@@ -593,8 +594,18 @@ def _replay(fn, until: int):
 
 
 def _stage_matches(step: int, received: tuple) -> list[Mistake]:
-    """The mistakes that pass the cases before `step` and leave the model as the student's set_stage did in it."""
-    return matching(SET_STAGE_MISTAKES, lambda fn: _replay(fn, step), received, lambda a, b: a == b)
+    """The mistakes that pass the cases before `step` and leave the model as the student's set_stage did in it:
+    the same requires_grad flags and changed weights, and for train()/eval() the same training modes too."""
+    def outcome(fn):
+        result = _replay(fn, step)
+        if isinstance(result, tuple) and fn is not set_stage_train_eval:
+            result = (result[0], None, result[2])  # a mistake about flags: modes do not matter
+        return result
+
+    def same(a, b):
+        return isinstance(b, tuple) and a[0] == b[0] and a[2] == b[2] and (b[1] is None or a[1] == b[1])
+
+    return matching(SET_STAGE_MISTAKES, outcome, received, same)
 
 
 _EXPECTED = {"vision_encoder": "the vision encoder is frozen in both stages",

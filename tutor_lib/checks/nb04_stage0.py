@@ -347,7 +347,7 @@ def _run_lm(fn, case: str, diagnosis: _Diagnosis, lm, scenes, ids, labels):
     except CheckError:
         raise
     except NotImplementedError:
-        return call(case, fn, lm, scenes, ids, labels)  # the stub's message
+        return call(case, fn, lm, scenes, ids, labels, hint=_LM_HINT)  # the stub's message
     except Exception as error:  # any error in student code is the student's to see
         raised = _Raised(f"{type(error).__name__}: {error}")
         matches = diagnosis.matches(lambda f: _outcome(f, lm, scenes, ids, labels), raised)
@@ -356,9 +356,11 @@ def _run_lm(fn, case: str, diagnosis: _Diagnosis, lm, scenes, ids, labels):
                  "the language model takes embeddings: language_model.token_embedding(ids) gives them",
                  matches=matches)
         P, L = scenes.shape[1], ids.shape[1]
-        fail(case, "no exception", f"{raised}"[:300],
-             f"the logits cover P + L = {P} + {L} positions and the labels L = {L}: the loss reads the text positions, "
-             f"logits[:, P:] with P = scene_ids.shape[1] (here {P})", matches=matches)
+        hint = _LM_HINT
+        if any(word in str(error) for word in ("size", "shape", "match", "dimension")):  # the error is about shapes
+            hint = (f"the logits cover P + L = {P} + {L} positions and the labels L = {L}: the loss reads the text "
+                    f"positions, logits[:, P:] with P = scene_ids.shape[1] (here {P})")
+        fail(case, "no exception", f"{raised}"[:300], hint, matches=matches)
 
 
 def _lm_case(fn, case: str, diagnosis: _Diagnosis, lm, scenes, ids, labels) -> None:
@@ -626,7 +628,7 @@ def check_clip_loss(clip_loss) -> None:
 
     case = "gradients with respect to both embeddings"
     x, y = image.clone().requires_grad_(True), text.clone().requires_grad_(True)
-    out = call(case, clip_loss, x, y, 0.1, hint="the loss is computed from image_emb and text_emb, out of place")
+    out = call(case, clip_loss, x, y, 0.1, hint="clip_loss(image_emb, text_emb, 0.1) on embeddings that require grad")
     if not isinstance(out, torch.Tensor) or not out.requires_grad:
         fail(case, "a loss that autograd can differentiate", "a tensor with requires_grad=False",
              "every step of the loss stays in autograd's graph: look for what builds a new tensor from its values",
