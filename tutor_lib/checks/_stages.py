@@ -500,7 +500,8 @@ def _format_failure(run: _Run, case: _Case, n: int) -> _Failure | None:
         return _Failure("format", _described(result), expected, received, hint)
 
     if not isinstance(result, (list, tuple)):
-        return failure(f"a list of {wanted} per-epoch losses", f"{type(result).__name__}: {short(result)}",
+        return failure(f"a list of per-epoch losses ({wanted} for num_epochs={wanted})",
+                       f"{type(result).__name__}: {short(result)}",
                        "collect one number per epoch in a list and return it")
     for value in result:
         if isinstance(value, torch.Tensor):
