@@ -119,6 +119,14 @@ class ProjectorNotAModule:
         return self.fc2(F.gelu(self.fc1(x)))
 
 
+class ProjectorPlainReLU:
+    def __init__(self, vision_dim, llm_dim):
+        self.fc1, self.fc2 = nn.Linear(vision_dim, llm_dim), nn.Linear(llm_dim, llm_dim)
+
+    def __call__(self, x):
+        return self.fc2(F.relu(self.fc1(x)))
+
+
 class ProjectorForgotSuper(nn.Module):
     def __init__(self, vision_dim, llm_dim):
         self.fc1 = nn.Linear(vision_dim, llm_dim)
@@ -194,7 +202,7 @@ def test_projector_accepts_correct_variants(fn, capsys):
     (ProjectorNoBias, ["number of parameters", "960", "0 of the 2 Linear layers have a bias", "keep the biases"],
      PROJECTOR["projector_no_bias"]),
     (ProjectorNoGrad, ["gradients reach every parameter", "torch.no_grad()"], PROJECTOR["ProjectorNoGrad"]),
-    (ProjectorNotAModule, ["an nn.Module", "ProjectorNotAModule"], None),
+    (ProjectorNotAModule, ["an nn.Module", "ProjectorNotAModule"], PROJECTOR["ProjectorPlainClass"]),
     (ProjectorForgotSuper, ["no exception", "super().__init__()"], PROJECTOR["ProjectorWithoutSuper"]),
     (ProjectorSiLU, ["of your own layers' weights", "uses GELU"], PROJECTOR["projector_silu"]),
     (ProjectorTwiceWide, ["Linear(16, 48) then Linear(48, 24)", "not twice the width"],
@@ -207,6 +215,7 @@ def test_projector_accepts_correct_variants(fn, capsys):
     (ProjectorScaled, ["of your own layers' weights"], None),
     (ProjectorDetachedFirstLayer, ["gradients reach every parameter", "none on ['fc1.weight', 'fc1.bias']"], None),
     (ProjectorThreeLayers, ["exactly two Linear layers", "3 Linear layers"], None),
+    (ProjectorPlainReLU, ["an nn.Module", "ProjectorPlainReLU"], None),  # not a module, and not the projector either
 ])
 def test_projector_rejects_mistakes(fn, fragments, names, capsys):
     assert_rejects(check_Projector, fn, *fragments, names=names, capsys=capsys)
@@ -392,6 +401,11 @@ def stage_vision_eval_only(model, stage):
 
 # -- set_stage: mistakes that are in no catalogue (their message must name none) --------------------
 
+def stage_resets_second_projector_layer(model, stage):
+    stage_modules(model, stage)
+    model.projector.fc2.reset_parameters()
+
+
 def stage_type_error_raised(model, stage):
     if stage not in (1, 2):
         raise TypeError(f"stage must be 1 or 2, got {stage!r}")
@@ -438,12 +452,12 @@ def test_set_stage_accepts_correct_variants(fn, capsys):
     (stage_relies_on_constructor, ["every parameter trainable: model.vision_encoder", "whatever state"],
      STAGE["set_stage_vision_never_frozen"]),
     (stage_forgets_lm_parts, ["model.language_model", "not frozen: position_embedding, norm, output_head; the rest are",
-                              "every parameter of model.language_model"], None),
+                              "not a list of its parts"], STAGE["set_stage_lm_embedding_and_blocks_only"]),
     (stage_eval_instead_of_freeze, ["on a new model: model.language_model", "not frozen"],
      (STAGE["set_stage_train_eval"], LM_TRAINABLE_IN_STAGE1.name)),  # both are true of it
     (stage_range_check, ["set_stage(model, 1.5)", "no exception"], STAGE["set_stage_range_check"]),
     (stage_type_error, ["set_stage(model, 0)", "KeyError"], STAGE["set_stage_key_error"]),
-    (stage_reinitialises, ["weights", "projector.fc1.weight changed"], None),  # one layer reset, not the projector
+    (stage_reinitialises, ["weights", "projector.fc1.weight changed"], STAGE["set_stage_first_projector_layer_reset"]),
     (stage_raises_too_late, ["set_stage(model, 0)", "only after switching", "raise before touching the model"],
      STAGE["set_stage_raises_late"]),
     (stage_stages_swapped, ["set_stage(model, 1) on a new model: model.language_model"], LM_TRAINABLE_IN_STAGE1.name),
@@ -461,6 +475,7 @@ def test_set_stage_accepts_correct_variants(fn, capsys):
      STAGE["set_stage_vision_never_frozen"]),  # eval() on the vision encoder, flags as if never frozen
     # in no catalogue: the message says what is expected and where to look, and names no mistake
     (stage_type_error_raised, ["set_stage(model, 0)", "TypeError"], None),
+    (stage_resets_second_projector_layer, ["weights", "projector.fc2.weight changed"], None),
     (stage_lm_weights_only, ["on a new model: model.language_model", "the rest are"], None),
     (stage2_unfreezes_blocks_only, ["set_stage(model, 2) after stage 1: model.language_model", "the rest are"], None),
     (stage_unfreezes_vision_of_a_frozen_model, ["every parameter frozen: model.vision_encoder"], None),

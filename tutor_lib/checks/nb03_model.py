@@ -104,6 +104,14 @@ class ProjectorWithoutSuper(nn.Module):
         return self.fc2(F.gelu(self.fc1(features)))
 
 
+class ProjectorPlainClass:  # not an nn.Module: no parameters() for the optimizer, no .to(device), no hooks
+    def __init__(self, vision_dim, llm_dim):
+        self.fc1, self.fc2 = nn.Linear(vision_dim, llm_dim), nn.Linear(llm_dim, llm_dim)
+
+    def __call__(self, features):
+        return self.fc2(F.gelu(self.fc1(features)))
+
+
 _MLP2X = "Linear(vision_dim, llm_dim) -> GELU -> Linear(llm_dim, llm_dim)"
 PROJECTOR_MISTAKES = catalogue(
     "Projector",
@@ -128,6 +136,8 @@ PROJECTOR_MISTAKES = catalogue(
             "no torch.no_grad() or .detach() inside forward: stage 1 trains exactly these weights"),
     Mistake("super().__init__() not called before creating the layers", ProjectorWithoutSuper,
             "an nn.Module subclass calls super().__init__() first, before assigning any layer"),
+    Mistake("a plain class, not an nn.Module", ProjectorPlainClass,
+            "class Projector(nn.Module), with super().__init__() first: the model needs its parameters() and .to()"),
 )
 
 
@@ -235,6 +245,32 @@ class _Projector:
         profile, order = _profile(self.module, self.x, self.vision_dim)
         fail(case, expected, received, hint, matches=self.matches(profile, order))
 
+    def not_a_module_matches(self) -> list[Mistake]:
+        """What is not an nn.Module is compared by what it returns on x, built from the same random state."""
+        def outcome(fn):
+            with trusted.rng():
+                trusted.manual_seed(0)
+                with quiet():
+                    built = fn(self.vision_dim, self.llm_dim)
+                if isinstance(built, trusted.Module):
+                    return None
+                try:
+                    with quiet(), torch.no_grad():
+                        return built(self.x)
+                except Exception as error:  # noqa: BLE001
+                    return _raised(error)
+
+        def same(a, b):
+            if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+                return a.shape == b.shape and bool(allclose(a.double(), b.double(), atol=1e-5, rtol=1e-4))
+            return isinstance(a, _Raised) and a == b
+
+        try:
+            received = outcome(self.Projector)
+        except Exception:  # noqa: BLE001 - built once already; if it cannot be built again, nothing matches
+            return []
+        return matching(PROJECTOR_MISTAKES, outcome, received, same)
+
     def build(self) -> tuple[nn.Module, list[nn.Linear]]:
         """Projector(vision_dim, llm_dim) is an nn.Module with at least one nn.Linear inside."""
         case, Projector = self.case, self.Projector
@@ -251,7 +287,8 @@ class _Projector:
             fail(case, "no exception", f"{type(error).__name__}: {error}", hint, matches=self.matches(_raised(error)))
         if not isinstance(module, trusted.Module):
             fail(case, "an nn.Module", f"{type(module).__name__}: {short(module)}",
-                 "Projector is an nn.Module subclass (or a function returning an nn.Module, such as nn.Sequential)")
+                 "Projector is an nn.Module subclass (or a function returning an nn.Module, such as nn.Sequential)",
+                 matches=self.not_a_module_matches())
         linears = _linears(module)
         if not linears:
             fail(case, "two nn.Linear layers", "no nn.Linear inside", "build the layers with nn.Linear")
@@ -439,6 +476,14 @@ def set_stage_lm_blocks_only(model, stage):
     model.language_model.blocks.requires_grad_(stage == 2)
 
 
+def set_stage_lm_embedding_and_blocks_only(model, stage):
+    _bad_stage(stage)
+    model.vision_encoder.requires_grad_(False)
+    model.projector.requires_grad_(True)
+    for part in (model.language_model.token_embedding, model.language_model.blocks):  # positions, norm, head missed
+        part.requires_grad_(stage == 2)
+
+
 def set_stage_no_value_error(model, stage):
     model.vision_encoder.requires_grad_(False)
     model.projector.requires_grad_(True)
@@ -461,6 +506,12 @@ def set_stage_key_error(model, stage):
 def set_stage_raises_late(model, stage):
     set_stage_no_value_error(model, stage)
     _bad_stage(stage)
+
+
+def set_stage_first_projector_layer_reset(model, stage):
+    _bad_stage(stage)
+    set_stage_no_value_error(model, stage)
+    model.projector.fc1.reset_parameters()
 
 
 def set_stage_projector_reset(model, stage):
@@ -497,6 +548,9 @@ SET_STAGE_MISTAKES = catalogue(
     Mistake("only language_model.blocks switched", set_stage_lm_blocks_only,
             "switch the whole language model (embeddings, blocks, norm and output head): "
             "language_model.requires_grad_(stage == 2)"),
+    Mistake("only token_embedding and blocks switched: positions, norm and head missed",
+            set_stage_lm_embedding_and_blocks_only,
+            "switch the whole language model, not a list of its parts: language_model.requires_grad_(stage == 2)"),
     Mistake("no ValueError for stages other than 1 and 2", set_stage_no_value_error, _FIRST),
     Mistake("a range check (1 <= stage <= 2) that lets 1.5 through", set_stage_range_check,
             "only 1 and 2 are stages: test membership, if stage not in (1, 2): raise ValueError(...)"),
@@ -504,6 +558,8 @@ SET_STAGE_MISTAKES = catalogue(
     Mistake("the ValueError raised only after switching flags", set_stage_raises_late,
             "check the stage first and raise before touching the model: a bad call must change nothing"),
     Mistake("the projector's weights re-initialised", set_stage_projector_reset,
+            "set_stage only switches requires_grad; it must not re-create or reset layers"),
+    Mistake("the projector's first layer re-initialised", set_stage_first_projector_layer_reset,
             "set_stage only switches requires_grad; it must not re-create or reset layers"),
 )
 
