@@ -7,6 +7,10 @@ answer tokens and <end>, and the projector and language model must change while 
 encoder stays bit-identical with requires_grad off. answer_question talks to a scripted fake
 model whose greedy continuation is known in advance (multi-token answers, <end> at once, no
 <end> at all), and to a tiny real model against the reference.
+
+When a case fails, the exercise's catalogue of mistakes runs on the same inputs (for answer_question
+a fresh scripted model, the same random state) and the message names every mistake whose output is
+exactly the student's (see _mistakes.py); with no match it says only what was expected.
 """
 
 from __future__ import annotations

@@ -1,4 +1,9 @@
-"""Checks for notebook 08_multiturn: build_conversation_batch, the multi-turn label mask."""
+"""Checks for notebook 08_multiturn: build_conversation_batch, the multi-turn label mask.
+
+A wrong batch is diagnosed by matching: the catalogue below runs on the same conversations and the
+message names every mistake whose (input_ids, labels) are exactly the student's (see _mistakes.py);
+with no match it gives the layout and where the first difference is.
+"""
 
 from __future__ import annotations
 
