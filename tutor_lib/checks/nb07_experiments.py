@@ -1,4 +1,12 @@
-"""Checks for notebook 07_experiments: hflip_example (a label-preserving flip) and paired_bootstrap."""
+"""Checks for notebook 07_experiments: hflip_example (a label-preserving flip) and paired_bootstrap.
+
+A failure is diagnosed by matching (see _mistakes.py), never guessed. hflip_example: a catalogue mistake
+matches when it gives exactly the student's outcome (result, and the input after the call, or the error) on
+the failing case and on an asymmetric image at all 5 positions, so a one-case coincidence names nothing.
+paired_bootstrap: a mistake matches on the failing case's inputs, the mean exactly and the bounds within
+resampling noise; the seed cases compare with np.random's global state pinned, so only reproducible
+outcomes are matched.
+"""
 
 from __future__ import annotations
 
