@@ -91,6 +91,8 @@ def make_train(stage: int, *, freeze: str = "set_stage", all_parameters: bool = 
                     text = logits[:, N:]
                 elif slice_offset == -1:
                     text = logits[:, N - 1 : -1]
+                elif slice_offset == "twice":  # the labels shifted once more
+                    text, lab = logits[:, N:-1], lab[:, 1:]
                 elif slice_offset == "image":
                     text = logits[:, : lab.shape[1]]
                 else:

@@ -74,6 +74,7 @@ NO_UPDATE = ("optimizer.step() missing", "loss.backward() missing",
     ({"slice_offset": 1}, "logits sliced one position late", "logits sliced one position late: logits[:, N + 1:] "
                                                              "with labels[:, :-1]"),
     ({"slice_offset": "image"}, "logits[:, :L]", "the first L positions (the image's) used: logits[:, :L]"),
+    ({"slice_offset": "twice"}, "already shifted", "labels shifted twice: logits[:, N:-1] with labels[:, 1:]"),
     ({"shift": False}, "labels not shifted", "labels not shifted: the input tokens used as labels"),
     ({"reduction": "sum"}, "summed instead of averaged", "loss summed instead of averaged"),
     ({"reduction": "samples"}, "not by the batch size", "loss averaged over samples, not over supervised tokens"),
@@ -156,6 +157,9 @@ VISION_ON = ("the vision encoder left trainable", "every parameter made trainabl
     ({"slice_offset": 1}, "logits sliced one position late", "logits sliced one position late: logits[:, N + 1:] "
                                                              "with labels[:, :-1]"),
     ({"slice_offset": "image"}, "logits[:, :L]", "the first L positions (the image's) used: logits[:, :L]"),
+    # in stage 2 label 0 is always -100 (a question token): shifting both sides again is the one-off slice exactly
+    ({"slice_offset": "twice"}, "labels shifted twice",
+     ("labels shifted twice: logits[:, N:-1] with labels[:, 1:]", LOGITS_ONE_OFF_NAME)),
     ({"shift": False}, "labels not shifted", "labels not shifted: the input tokens used as labels"),
     ({"shift": False, "pad_labels_with": PAD}, "padding gets -100",
      "labels not shifted, padding supervised: the input tokens used as labels"),

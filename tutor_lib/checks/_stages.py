@@ -183,6 +183,12 @@ def _loss_one_late(model, images, input_ids, labels) -> torch.Tensor:
     return cross_entropy(text.reshape(-1, text.shape[-1]), labels[:, :-1].reshape(-1), ignore_index=IGNORE_INDEX)
 
 
+def _loss_shifted_twice(model, images, input_ids, labels) -> torch.Tensor:
+    """The labels shifted once more in the loop: logits[:, N:-1] against labels[:, 1:]."""
+    text = model(images, input_ids)[:, model.num_patches : -1]
+    return cross_entropy(text.reshape(-1, text.shape[-1]), labels[:, 1:].reshape(-1), ignore_index=IGNORE_INDEX)
+
+
 def _loss_first_positions(model, images, input_ids, labels) -> torch.Tensor:
     """The first L positions (the image's) taken as the text logits: logits[:, :L]."""
     text = model(images, input_ids)[:, : input_ids.shape[1]]
@@ -310,6 +316,9 @@ def _catalogue(stage: int) -> dict[str, tuple[Mistake, ...]]:
                 effect=LOGITS_ONE_OFF_EFFECT),
         Mistake("logits sliced one position late: logits[:, N + 1:] with labels[:, :-1]",
                 _loop(stage, loss_of=_loss_one_late), _HINT_SLICE),
+        Mistake("labels shifted twice: logits[:, N:-1] with labels[:, 1:]", _loop(stage, loss_of=_loss_shifted_twice),
+                "the batch builder's labels are already shifted: logits[:, model.num_patches:] line up with them "
+                "as they are"),
         Mistake("the first L positions (the image's) used: logits[:, :L]", _loop(stage, loss_of=_loss_first_positions),
                 "the first num_patches positions are the image; the text logits are logits[:, model.num_patches:]"),
         Mistake("labels not shifted: the input tokens used as labels",
