@@ -155,6 +155,11 @@ class ProjectorFunctionalReLU(ProjectorFunctional):
         return F.linear(F.relu(F.linear(x, self.inp.weight, self.inp.bias)), self.out.weight, self.out.bias)
 
 
+def ProjectorThreeLayers(vision_dim, llm_dim):
+    return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim), nn.GELU(),
+                         nn.Linear(llm_dim, llm_dim))
+
+
 # -- Projector: mistakes that are in no catalogue (their message must name none) ---------------------
 
 def ProjectorTanh(vision_dim, llm_dim):
@@ -179,9 +184,8 @@ class ProjectorDetachedFirstLayer(ProjectorModules):
         return self.fc2(F.gelu(self.fc1(x).detach()))
 
 
-def ProjectorThreeLayers(vision_dim, llm_dim):
-    return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim), nn.GELU(),
-                         nn.Linear(llm_dim, llm_dim))
+def ProjectorLinearAfterLinear(vision_dim, llm_dim):
+    return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim), nn.Linear(llm_dim, llm_dim))
 
 
 @pytest.mark.parametrize("fn", [ProjectorModules, ProjectorSequential, ProjectorFactory, ProjectorFunctional,
@@ -208,13 +212,14 @@ def test_projector_accepts_correct_variants(fn, capsys):
     (ProjectorTwiceWide, ["Linear(16, 48) then Linear(48, 24)", "not twice the width"],
      PROJECTOR["projector_hidden_twice_llm_dim"]),
     (ProjectorFunctionalReLU, ["of your own layers' weights", "uses GELU"], PROJECTOR["projector_relu"]),
+    (ProjectorThreeLayers, ["exactly two Linear layers", "3 Linear layers"], PROJECTOR["projector_two_hidden_layers"]),
     # in no catalogue: the message says what is expected and where to look, and names no mistake
     (ProjectorTanh, ["of your own layers' weights", "look at forward"], None),
     (ProjectorLinearThenGelu, ["one Linear layer"], None),
     (ProjectorGeluFirst, ["of your own layers' weights"], None),
     (ProjectorScaled, ["of your own layers' weights"], None),
     (ProjectorDetachedFirstLayer, ["gradients reach every parameter", "none on ['fc1.weight', 'fc1.bias']"], None),
-    (ProjectorThreeLayers, ["exactly two Linear layers", "3 Linear layers"], None),
+    (ProjectorLinearAfterLinear, ["exactly two Linear layers", "3 Linear layers"], None),
     (ProjectorPlainReLU, ["an nn.Module", "ProjectorPlainReLU"], None),  # not a module, and not the projector either
 ])
 def test_projector_rejects_mistakes(fn, fragments, names, capsys):

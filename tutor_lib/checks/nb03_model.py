@@ -74,6 +74,11 @@ def projector_hidden_twice_llm_dim(vision_dim, llm_dim):
     return nn.Sequential(nn.Linear(vision_dim, 2 * llm_dim), nn.GELU(), nn.Linear(2 * llm_dim, llm_dim))
 
 
+def projector_two_hidden_layers(vision_dim, llm_dim):
+    return nn.Sequential(nn.Linear(vision_dim, llm_dim), nn.GELU(), nn.Linear(llm_dim, llm_dim), nn.GELU(),
+                         nn.Linear(llm_dim, llm_dim))
+
+
 def projector_dims_swapped(vision_dim, llm_dim):
     return nn.Sequential(nn.Linear(llm_dim, vision_dim), nn.GELU(), nn.Linear(vision_dim, llm_dim))
 
@@ -127,6 +132,8 @@ PROJECTOR_MISTAKES = catalogue(
             f"the hidden width is llm_dim, as in LLaVA's mlp2x_gelu: {_MLP2X}"),
     Mistake("hidden width 2 * llm_dim instead of llm_dim", projector_hidden_twice_llm_dim,
             f"the 2x of mlp2x_gelu is two layers, not twice the width: {_MLP2X}"),
+    Mistake("three Linear layers (two hidden layers)", projector_two_hidden_layers,
+            f"the 2x of mlp2x_gelu counts Linear layers: two, with one GELU between: {_MLP2X}"),
     Mistake("in and out dimensions swapped: Linear(llm_dim, vision_dim) first", projector_dims_swapped,
             f"nn.Linear(in_features, out_features): the first layer reads vision_dim features; {_MLP2X}"),
     Mistake("a LayerNorm after the last Linear", projector_layer_norm,
