@@ -88,31 +88,6 @@ def row_text(row: Sequence[int]) -> str:
 
 # -- batches --------------------------------------------------------------------------------------
 
-def expect_batch_tensors(case: str, result: object, shape: tuple[int, int], shape_hint: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Fail unless result is (input_ids, labels), two long tensors of the given shape."""
-    if not (isinstance(result, (tuple, list)) and len(result) == 2):
-        fail(case, "a tuple (input_ids, labels)", short(result), "end the function with `return input_ids, labels`")
-    for what, value in zip(("input_ids", "labels"), result):
-        if not isinstance(value, torch.Tensor):
-            fail(f"{case}: {what}", "a torch.Tensor", f"{type(value).__name__}: {short(value)}",
-                 "build it with torch.tensor(rows, dtype=torch.long)")
-        if value.dtype != torch.long:
-            fail(f"{case}: {what}", "dtype torch.int64 (long)", f"dtype {value.dtype}",
-                 "token ids and labels are integers: torch.tensor(rows, dtype=torch.long); "
-                 "F.cross_entropy and nn.Embedding need long tensors")
-        if tuple(value.shape) != tuple(shape):
-            fail(f"{case}: {what}", f"shape {tuple(shape)}", f"shape {tuple(value.shape)}", shape_hint)
-    ids, labels = (t.detach().cpu() for t in result)
-    return ids, labels
-
-
-def first_bad_row(received: torch.Tensor, expected: torch.Tensor) -> int:
-    for i in range(len(expected)):
-        if not equal(received[i], expected[i]):
-            return i
-    return -1
-
-
 # -- training functions ---------------------------------------------------------------------------
 
 def check_signature(name: str, fn: Callable, defaults: dict[str, float]) -> None:

@@ -28,11 +28,11 @@ from ..evaluate import answer_question as _ref_answer_question
 from ..model import MultimodalModel
 from ..vocab import END, IGNORE_INDEX, PAD, START, VOCAB, VOCAB_SIZE
 from . import trusted
+from ._batches import batch_matches, expect_pair, first_difference, mutation_matches, pair, same_batch, same_output
 from ._common import CheckError, allclose, call, fail, passed, quiet, register, short
 from ._mistakes import Mistake, catalogue, matching
 from ._recipe_mistakes import NO_END, PAD_LABELS, QUESTION_SUPERVISED
 from ._stages import TINY, check_training, rng, row_text, words
-from .nb05_stage1 import batch_matches, expect_pair, first_difference, mutation_matches, pair, same_batch, same_output
 
 __all__ = ["check_build_instruction_batch", "check_train_stage2", "check_answer_question"]
 

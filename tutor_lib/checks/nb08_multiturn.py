@@ -15,10 +15,10 @@ import torch
 from ..batching import build_conversation_batch as _reference
 from ..batching import build_instruction_batch as _one_turn
 from ..vocab import END, EXTENDED_VOCAB, IGNORE_INDEX, PAD, START, encode
+from ._batches import batch_matches, first_difference, mutation_matches, pair
 from ._common import call, fail, passed, register, short
 from ._mistakes import Mistake, catalogue
 from ._stages import words
-from .nb05_stage1 import batch_matches, first_difference, mutation_matches, pair
 
 __all__ = ["check_build_conversation_batch", "expect_batch"]
 
