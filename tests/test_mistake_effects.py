@@ -26,24 +26,31 @@ def test_the_stored_table_covers_every_injection_and_seed():
     assert data["recipe"] == effects.RECIPE_TEXT and data["seeds"] == list(effects.SEEDS)
     assert set(data["mistakes"]) == set(effects.injections())
     for entry in (data["correct"], *data["mistakes"].values()):
-        for metric in ("iid", "heldout", "caption"):
+        for metric in ("iid", "heldout", "caption", "caption2"):
             assert len(entry[metric]) == len(effects.SEEDS) and all(0 <= v <= 1 for v in entry[metric])
 
 
-def test_a_line_quotes_the_stored_figures(monkeypatch):
-    data = {"recipe": "the recipe", "seeds": [0, 1],
-            "correct": {"iid": [1.0, 0.98], "heldout": [0.9, 0.9]},
-            "mistakes": {"k": {"iid": [0.5, 0.25], "heldout": [0.0, 0.0], "note": "n",
+def test_a_line_quotes_the_stored_figures_and_only_those_the_mistake_moved(monkeypatch):
+    right = {"iid": [1.0, 0.98], "heldout": [0.9, 0.9], "caption": [1.0, 1.0], "caption2": [1.0, 1.0],
+             "text_loss": [0.008, 0.008]}
+    data = {"recipe": "the recipe", "seeds": [0, 1], "correct": right,
+            "mistakes": {"k": {**right, "iid": [0.5, 0.25], "heldout": [0.0, 0.0], "caption2": [0.0, 0.1],
                                "asked": 'asked "what color ?"', "answer": "red red", "truth": "red"},
-                         "same": {"iid": [1.0, 0.98], "heldout": [0.9, 0.9],
-                                  "asked": 'asked "what color ?"', "answer": "red", "truth": "red"}}}
+                         "lm": {**right, "text_loss": [0.05, 0.07], "caption": [0.99, 0.99],
+                                "asked": 'asked "what color ?"', "answer": "red", "truth": "red"},
+                         "mute": {**right, "iid": [0.0, 0.0], "asked": 'asked "what color ?"', "answer": "",
+                                  "truth": "red"}}}
     monkeypatch.setattr(effects, "table", lambda: data)
     line = effects.effect_line("k")
-    assert line.startswith("trained this way (the recipe; seeds 0, 1)")
-    assert "38% (25%-50%) of the IID test right instead of 99% (98%-100%)" in line
-    assert "0% of the held-out scenes instead of 90%" in line
-    assert line.endswith('; n; asked "what color ?", it says "red red" (right: "red")')
-    assert "asked" not in effects.effect_line("same")  # no example when every answer was right
+    assert line.startswith("trained this way (the recipe; seeds 0, 1), the model answers 38% (25%-50%) of the IID "
+                           "test right (99% (98%-100%) without the mistake) and 0% of the held-out scenes (90%)")
+    assert "captions right after stage 2: 5% (0%-10%) (100%)" in line
+    assert "after stage 1" not in line  # neither the captions nor the text loss moved
+    assert line.endswith('; asked "what color ?", it says "red red" (right: "red")')
+    lm = effects.effect_line("lm")
+    assert "loss on held-out pretraining text after stage 1: 0.060 (0.050-0.070) (0.008)" in lm
+    assert "captions" not in lm and "asked" not in lm  # 1 point is no change; every answer was right
+    assert 'it says nothing (<end> first) (right: "red")' in effects.effect_line("mute")
     assert effects.effect_line("unmeasured") == ""
 
 
@@ -71,5 +78,6 @@ def test_the_table_is_what_the_pipeline_measures(one_thread):
     for key in ("correct", *stored["mistakes"]):
         got = measured["correct"] if key == "correct" else measured["mistakes"][key]
         want = stored["correct"] if key == "correct" else stored["mistakes"][key]
-        for metric in ("iid", "heldout", "caption"):
+        for metric in ("iid", "heldout", "caption", "caption2"):
             assert got[metric] == pytest.approx(want[metric], abs=0.05), (key, metric)
+        assert got["text_loss"] == pytest.approx(want["text_loss"], rel=0.1), key
