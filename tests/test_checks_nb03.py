@@ -194,6 +194,17 @@ def test_projector_accepts_correct_variants(fn, capsys):
     assert_accepts(check_Projector, fn, capsys, "Projector", "12,416")
 
 
+class ProjectorPlainList(nn.Module):
+    """Both layers kept in a plain Python list: nn.Module does not register them."""
+
+    def __init__(self, vision_dim, llm_dim):
+        super().__init__()
+        self.layers = [nn.Linear(vision_dim, llm_dim), nn.Linear(llm_dim, llm_dim)]
+
+    def forward(self, x):
+        return self.layers[1](F.gelu(self.layers[0](x)))
+
+
 @pytest.mark.parametrize("fn, fragments, names", [
     (ProjectorNoActivation, ["Linear -> GELU -> Linear", "put a GELU between them"], PROJECTOR["projector_no_activation"]),
     (ProjectorReLU, ["of your own layers' weights", "uses GELU"], PROJECTOR["projector_relu"]),
@@ -221,6 +232,7 @@ def test_projector_accepts_correct_variants(fn, capsys):
     (ProjectorDetachedFirstLayer, ["gradients reach every parameter", "none on ['fc1.weight', 'fc1.bias']"], None),
     (ProjectorLinearAfterLinear, ["exactly two Linear layers", "3 Linear layers"], None),
     (ProjectorPlainReLU, ["an nn.Module", "ProjectorPlainReLU"], None),  # not a module, and not the projector either
+    (ProjectorPlainList, ["finds no nn.Linear", "plain list or dict are not registered"], None),
 ])
 def test_projector_rejects_mistakes(fn, fragments, names, capsys):
     assert_rejects(check_Projector, fn, *fragments, names=names, capsys=capsys)

@@ -298,7 +298,11 @@ class _Projector:
                  matches=self.not_a_module_matches())
         linears = _linears(module)
         if not linears:
-            fail(case, "two nn.Linear layers", "no nn.Linear inside", "build the layers with nn.Linear")
+            fail(case, "two nn.Linear layers among the module's submodules",
+                 "module.modules() finds no nn.Linear",
+                 "a layer is a submodule when it is assigned to an attribute (self.fc1 = nn.Linear(...)) or held in "
+                 "nn.Sequential / nn.ModuleList; layers kept in a plain list or dict are not registered, so neither "
+                 "the optimizer nor this check can see them")
         self.module = module
         return module, linears
 
