@@ -61,7 +61,8 @@ def loss_logits_one_off(model, images, input_ids, labels):
 
 PAD_LABELS = Mistake(
     "labels padded with PAD (0) instead of -100", batch_labels_padded_with_pad,
-    "pad the labels with IGNORE_INDEX (-100), so that padding carries no loss; pad input_ids with PAD (0)",
+    "pad the labels with IGNORE_INDEX (-100): a PAD label is a target the model is trained to predict, and the loss "
+    "becomes a mean over padding too; pad input_ids with PAD (0)",
     effect="pad_labels")
 QUESTION_SUPERVISED = Mistake(
     "question tokens supervised: the labels are every next token", batch_question_supervised,
