@@ -99,6 +99,14 @@ def fail(case: str, expected: object, received: object, hint: str = "", matches:
     raise CheckError(message) from None
 
 
+class Raised(str):
+    """What a call raised, as 'TypeName: message': two outcomes that raised match when their texts are equal."""
+
+
+def raised(error: BaseException) -> Raised:
+    return Raised(f"{type(error).__name__}: {error}")
+
+
 def passed(name: str, detail: str) -> None:
     """The one line a check prints when everything passed."""
     print(f"✓ {name}: {detail}")
@@ -134,7 +142,7 @@ def call(case: str, fn: Callable, *args, hint: str = "", **kwargs):
         fail(case, "no exception", "NotImplementedError: the function is still the stub; replace "
              "`raise NotImplementedError()` with your code", hint)
     except Exception as error:  # any error in student code is the student's to see
-        fail(case, "no exception", f"{type(error).__name__}: {error}", hint)
+        fail(case, "no exception", raised(error), hint)
 
 
 def expect_tensor(case: str, value: object, shape: tuple | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:

@@ -42,7 +42,7 @@ from ..data import make_dataset
 from ..model import ModelConfig, MultimodalModel
 from ..model import set_stage as _ref_set_stage
 from ..vocab import END, IGNORE_INDEX, PAD, decode
-from ._common import CheckError, fail, quiet, short
+from ._common import CheckError, fail, quiet, raised, short
 from ._mistakes import Mistake, catalogue, matching
 from ._recipe_mistakes import (
     LM_TRAINABLE_IN_STAGE1,
@@ -452,7 +452,7 @@ def _observe(fn: Callable, stage: int, data, case: _Case, start: tuple | None = 
         return _Run(error="NotImplementedError: the function is still the stub; replace `raise NotImplementedError()` "
                           "with your code")
     except Exception as error:  # any error in student code is the student's to see
-        return _Run(error=f"{type(error).__name__}: {error}")
+        return _Run(error=raised(error))
     if not before:
         return _Run(result)
     after = _snapshot(model)

@@ -19,7 +19,7 @@ import torch
 from ..data import COLOR_RGB, QUESTIONS, shape_centers
 from ..vocab import COLORS, END, POSITIONS, QUESTION_TYPES, SHAPES, START, VOCAB
 from . import trusted
-from ._common import CheckError, allclose, call, equal, fail, passed, quiet, register, short
+from ._common import CheckError, allclose, call, equal, fail, passed, quiet, raised, register, short
 from ._mistakes import Mistake, catalogue, matching
 from ._stages import words
 
@@ -428,7 +428,7 @@ def _qa_outcome(make_qa: Callable, args: tuple) -> tuple:
         with quiet():
             record = make_qa(*args)
     except Exception as error:  # noqa: BLE001 - an error is an outcome too
-        return ("raised", f"{type(error).__name__}: {error}")
+        return ("raised", raised(error))
     return ("returned", _qa_fields(record))
 
 

@@ -26,21 +26,13 @@ import torch.nn.functional as F
 
 from ..model import ModelConfig, MultimodalModel
 from . import trusted
-from ._common import CheckError, allclose, call, equal, fail, passed, quiet, register, short
+from ._common import CheckError, Raised, allclose, call, equal, fail, passed, quiet, raised, register, short
 from ._mistakes import Mistake, catalogue, matching
 from ._recipe_mistakes import LM_TRAINABLE_IN_STAGE1
 
 __all__ = ["check_Projector", "check_set_stage"]
 
 _BOXES = ("vision_encoder", "projector", "language_model")
-
-
-class _Raised(str):
-    """What a call raised, as 'TypeName: message': two outcomes that raised match when the texts are equal."""
-
-
-def _raised(error: Exception) -> _Raised:
-    return _Raised(f"{type(error).__name__}: {error}")
 
 
 # -- Projector: the catalogue -----------------------------------------------------------------------
@@ -174,7 +166,7 @@ def _profile(module: nn.Module, x: torch.Tensor, vision_dim: int) -> tuple[dict,
         with quiet():
             out = module(x)
     except Exception as error:  # noqa: BLE001 - what it raises is part of what it does
-        out = _raised(error)
+        out = raised(error)
     finally:
         for hook in hooks:
             hook.remove()
@@ -191,7 +183,7 @@ def _profile(module: nn.Module, x: torch.Tensor, vision_dim: int) -> tuple[dict,
                 grads += tuple(p.grad is not None and bool(p.grad.abs().sum() > 0)
                                for m in order for p in (m.weight, m.bias) if p is not None)
             except Exception as error:  # noqa: BLE001
-                grads += (_raised(error),)
+                grads += (raised(error),)
         out = out.detach()
     profile = {"layers": _layers(order), "count": sum(p.numel() for p in module.parameters()), "out": out,
                "grads": grads}
@@ -205,7 +197,7 @@ def _projector_outcome(fn, vision_dim: int, llm_dim: int, x: torch.Tensor, weigh
         with quiet():
             module = fn(vision_dim, llm_dim)
     except Exception as error:  # noqa: BLE001
-        return _raised(error)
+        return raised(error)
     theirs = _linears(module)
     if weights and _layers(theirs) == _layers(weights):
         with torch.no_grad():
@@ -217,12 +209,12 @@ def _projector_outcome(fn, vision_dim: int, llm_dim: int, x: torch.Tensor, weigh
 
 
 def _same_profile(a, b) -> bool:
-    if isinstance(a, _Raised) or isinstance(b, _Raised):
-        return isinstance(a, _Raised) and isinstance(b, _Raised) and a == b
+    if isinstance(a, Raised) or isinstance(b, Raised):
+        return isinstance(a, Raised) and isinstance(b, Raised) and a == b
     if (a["layers"], a["count"], a["grads"]) != (b["layers"], b["count"], b["grads"]):
         return False
     x, y = a["out"], b["out"]
-    if isinstance(x, _Raised) or isinstance(y, _Raised):
+    if isinstance(x, Raised) or isinstance(y, Raised):
         return x == y
     if not isinstance(x, torch.Tensor) or not isinstance(y, torch.Tensor) or x.shape != y.shape:
         return False
@@ -265,12 +257,12 @@ class _Projector:
                     with quiet(), torch.no_grad():
                         return built(self.x)
                 except Exception as error:  # noqa: BLE001
-                    return _raised(error)
+                    return raised(error)
 
         def same(a, b):
             if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
                 return a.shape == b.shape and bool(allclose(a.double(), b.double(), atol=1e-5, rtol=1e-4))
-            return isinstance(a, _Raised) and a == b
+            return isinstance(a, Raised) and a == b
 
         try:
             received = outcome(self.Projector)
@@ -291,7 +283,7 @@ class _Projector:
             call(case, Projector, self.vision_dim, self.llm_dim, hint=hint)  # the stub's message
             raise
         except Exception as error:  # any error in student code is the student's to see
-            fail(case, "no exception", f"{type(error).__name__}: {error}", hint, matches=self.matches(_raised(error)))
+            fail(case, "no exception", raised(error), hint, matches=self.matches(raised(error)))
         if not isinstance(module, trusted.Module):
             fail(case, "an nn.Module", f"{type(module).__name__}: {short(module)}",
                  "Projector is an nn.Module subclass (or a function returning an nn.Module, such as nn.Sequential)",
@@ -321,7 +313,7 @@ class _Projector:
             call(case, module, x)
             raise
         except Exception as error:  # any error in student code is the student's to see
-            self.fail(case, "no exception", f"{type(error).__name__}: {error}",
+            self.fail(case, "no exception", raised(error),
                       f"the projector maps (B, N, vision_dim) -> (B, N, llm_dim): {_MLP2X}")
         finally:
             for hook in hooks:
@@ -771,7 +763,7 @@ def check_set_stage(set_stage) -> None:
                      matches=_bad_stages_matches(set_stage))
             continue
         except Exception as error:  # the wrong kind of error is the student's to see
-            fail(case, "ValueError", f"{type(error).__name__}: {error}", hint, matches=_bad_stages_matches(set_stage))
+            fail(case, "ValueError", raised(error), hint, matches=_bad_stages_matches(set_stage))
         fail(case, "ValueError", "no exception", hint, matches=_bad_stages_matches(set_stage))
 
     full = _model(ModelConfig())

@@ -23,6 +23,7 @@ from ..vocab import IGNORE_INDEX, PAD
 from . import trusted
 from ._common import (
     CheckError,
+    Raised,
     allclose,
     call,
     cross_entropy,
@@ -32,16 +33,13 @@ from ._common import (
     isfinite,
     passed,
     quiet,
+    raised,
     register,
     short,
 )
 from ._mistakes import Mistake, catalogue, matching
 
 __all__ = ["check_lm_pretraining_loss", "check_clip_loss"]
-
-
-class _Raised(str):
-    """What a call raised, as 'TypeName: message': two calls that raised match when the texts are equal."""
 
 
 class _Earlier(str):
@@ -54,15 +52,15 @@ def _outcome(fn, *args):
         with quiet():
             return fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
     except Exception as error:  # noqa: BLE001 - what it raises is part of what it does
-        return _Raised(f"{type(error).__name__}: {error}")
+        return raised(error)
 
 
 def _same(a, b, atol: float = 1e-4) -> bool:
     """The same outcome: the same exception, or tensors of one shape and floating dtype equal to atol (rtol 1e-4)."""
     if isinstance(a, _Earlier) or isinstance(b, _Earlier):
         return False
-    if isinstance(a, _Raised) or isinstance(b, _Raised):
-        return isinstance(a, _Raised) and isinstance(b, _Raised) and a == b
+    if isinstance(a, Raised) or isinstance(b, Raised):
+        return isinstance(a, Raised) and isinstance(b, Raised) and a == b
     if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
         if a.shape != b.shape or a.is_floating_point() != b.is_floating_point():
             return False
@@ -349,8 +347,8 @@ def _run_lm(fn, case: str, diagnosis: _Diagnosis, lm, scenes, ids, labels):
     except NotImplementedError:
         return call(case, fn, lm, scenes, ids, labels, hint=_LM_HINT)  # the stub's message
     except Exception as error:  # any error in student code is the student's to see
-        raised = _Raised(f"{type(error).__name__}: {error}")
-        matches = diagnosis.matches(lambda f: _outcome(f, lm, scenes, ids, labels), raised)
+        what = raised(error)
+        matches = diagnosis.matches(lambda f: _outcome(f, lm, scenes, ids, labels), what)
         if isinstance(error, _NotEmbeddings):
             fail("language_model(...) reads embeddings", "a float tensor (B, P + L, llm_dim) of embeddings", str(error),
                  "the language model takes embeddings: language_model.token_embedding(ids) gives them",
@@ -360,7 +358,7 @@ def _run_lm(fn, case: str, diagnosis: _Diagnosis, lm, scenes, ids, labels):
         if any(word in str(error) for word in ("size", "shape", "match", "dimension")):  # the error is about shapes
             hint = (f"the logits cover P + L = {P} + {L} positions and the labels L = {L}: the loss reads the text "
                     f"positions, logits[:, P:] with P = scene_ids.shape[1] (here {P})")
-        fail(case, "no exception", f"{raised}"[:300], hint, matches=matches)
+        fail(case, "no exception", f"{what}"[:300], hint, matches=matches)
 
 
 def _lm_case(fn, case: str, diagnosis: _Diagnosis, lm, scenes, ids, labels) -> None:
@@ -582,9 +580,9 @@ def _clip_case(fn, case: str, diagnosis: _Diagnosis, image: torch.Tensor, text: 
     except NotImplementedError:
         received = call(case, fn, image.clone(), text.clone(), temperature, hint=_CLIP_HINT)  # the stub's message
     except Exception as error:  # any error in student code is the student's to see
-        raised = _Raised(f"{type(error).__name__}: {error}")
-        fail(case, "no exception", raised, _CLIP_HINT,
-             matches=diagnosis.matches(lambda f: _outcome(f, image, text, temperature), raised))
+        what = raised(error)
+        fail(case, "no exception", what, _CLIP_HINT,
+             matches=diagnosis.matches(lambda f: _outcome(f, image, text, temperature), what))
 
     def diagnose():
         with trusted.no_grad():

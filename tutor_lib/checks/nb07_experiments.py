@@ -19,7 +19,7 @@ import torch
 from ..augment import HFLIP_POSITION
 from ..data import draw_shape
 from ..vocab import POSITIONS
-from ._common import call, equal, fail, passed, quiet, register, short
+from ._common import call, equal, fail, passed, quiet, raised, register, short
 from ._mistakes import Mistake, catalogue, matching
 
 __all__ = ["check_hflip_example", "expect_flip", "check_paired_bootstrap"]
@@ -114,7 +114,7 @@ def _flip_outcome(fn, image: torch.Tensor, position: str) -> tuple:
         with quiet():
             result = fn(given, position)
     except Exception as error:  # noqa: BLE001 - an exception is an outcome to compare
-        return ("raises", f"{type(error).__name__}: {error}")
+        return ("raises", raised(error))
     return ("value", _plain(result), given)
 
 
@@ -227,7 +227,7 @@ def expect_flip(case: str, hflip_example, image: torch.Tensor, position: str,
     except NotImplementedError:
         call(case, hflip_example, image, position)  # the stub's own message
     except Exception as error:  # noqa: BLE001 - student code; a catalogue mistake may raise the same error
-        fail(case, "no exception", f"{type(error).__name__}: {error}",
+        fail(case, "no exception", raised(error),
              "hflip_example(image, position) should return (flipped_image, new_position)", diagnose())
     if not isinstance(result, (tuple, list)) or len(result) != 2:
         fail(case, "a pair (flipped_image, new_position)", short(result),
@@ -543,7 +543,7 @@ def _expect_value_error(case: str, fn, a, b, why: str) -> None:
     except NotImplementedError:
         fail(case, "ValueError", "NotImplementedError: the function is still the stub", "write the function first")
     except Exception as error:  # noqa: BLE001 (any other error is the wrong kind)
-        fail(case, "ValueError", f"{type(error).__name__}: {error}", f"raise ValueError with a clear message: {why}",
+        fail(case, "ValueError", raised(error), f"raise ValueError with a clear message: {why}",
              diagnose())
     fail(case, "ValueError", f"returned {short(result)}", f"check the input first and raise ValueError: {why}",
          diagnose())

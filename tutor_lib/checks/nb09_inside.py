@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from ..inside import linear_probe_accuracy as _reference
-from ._common import call, equal, fail, passed, quiet, register, short
+from ._common import call, equal, fail, passed, quiet, raised, register, short
 from ._mistakes import Mistake, catalogue, matching
 
 __all__ = ["check_linear_probe_accuracy", "expect_probe"]
@@ -102,7 +102,7 @@ def _outcome(fn, data: tuple, ridge: float) -> tuple:
         with quiet():
             result = fn(*given, ridge=ridge)
     except Exception as error:  # noqa: BLE001 - an exception is an outcome to compare
-        return ("raises", f"{type(error).__name__}: {error}")
+        return ("raises", raised(error))
     if isinstance(result, torch.Tensor):
         result = result.detach().cpu().double()
         result = result.item() if result.numel() == 1 else result
@@ -169,7 +169,7 @@ def expect_probe(case: str, linear_probe_accuracy, train_x, train_y, test_x, tes
     except NotImplementedError:
         call(case, linear_probe_accuracy, *given, ridge=ridge)  # the stub's own message
     except Exception as error:  # noqa: BLE001 - student code; a catalogue mistake may raise the same error
-        fail(case, "no exception", f"{type(error).__name__}: {error}",
+        fail(case, "no exception", raised(error),
              "linear_probe_accuracy(train_x, train_y, test_x, test_y, ridge) should return a float", diagnose())
     if any(not equal(a, b) for a, b in zip(given, data)):
         changed = ", ".join(n for n, a, b in zip(("train_x", "train_y", "test_x", "test_y"), given, data)
