@@ -69,7 +69,8 @@ def test_the_harness_swaps_the_mistake_in_and_puts_tutor_lib_back(one_thread):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("TUTOR_MEASURE_EFFECTS"), reason="set TUTOR_MEASURE_EFFECTS=1 (about an hour on one CPU thread)")
+@pytest.mark.skipif(not os.environ.get("TUTOR_MEASURE_EFFECTS"),
+                    reason="set TUTOR_MEASURE_EFFECTS=1 (about an hour on one CPU thread)")
 def test_the_table_is_what_the_pipeline_measures(one_thread):
     measured = effects.measure()
     if os.environ.get("TUTOR_WRITE_EFFECTS"):
