@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from ..vocab import IGNORE_INDEX, PAD
+from ..vocab import END, IGNORE_INDEX, PAD, START
 from . import trusted
 from ._common import fail, short
 from ._mistakes import Mistake, matching
@@ -30,6 +30,22 @@ def pair(ids_rows, label_rows, id_pad: int = PAD, label_pad: int = IGNORE_INDEX,
     """(input_ids, labels): both padded to the longest row of either, inputs with id_pad, labels with label_pad."""
     width = max(len(r) for r in [*ids_rows, *label_rows])
     return padded(ids_rows, id_pad, width, left), padded(label_rows, label_pad, width, left)
+
+
+def instruction_inputs(question: list[int], answer: list[int]) -> list[int]:
+    """One input row of the instruction layout: <start> + question + answer."""
+    return [START, *question, *answer]
+
+
+def instruction_labels(question: list[int], answer: list[int]) -> list[int]:
+    """Its labels: -100 for each question token (the positions that predict them), then answer + <end>."""
+    return [IGNORE_INDEX] * len(question) + [*answer, END]
+
+
+def instruction_rows(questions, answers, ids_of=instruction_inputs, labels_of=instruction_labels, **padding):
+    """(input_ids, labels) with one row per (question, answer), built by ids_of / labels_of and padded as pair()."""
+    return pair([ids_of(q, a) for q, a in zip(questions, answers)], [labels_of(q, a) for q, a in zip(questions, answers)],
+                **padding)
 
 
 def same_output(received: object, theirs: object) -> bool:

@@ -8,36 +8,25 @@ it does to the model.
 
 from __future__ import annotations
 
-import torch
-
-from ..vocab import END, IGNORE_INDEX, PAD, START
+from ..vocab import END, IGNORE_INDEX, PAD
+from ._batches import instruction_rows
 from ._mistakes import Mistake
-from .trusted import tensor
-
-
-def _padded(rows: list[list[int]], value: int) -> torch.Tensor:
-    width = max(len(r) for r in rows)
-    return tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long)
-
-
-def _instruction_batch(questions, answers, labels_of, label_pad: int = IGNORE_INDEX):
-    ids = [[START, *q, *a] for q, a in zip(questions, answers)]
-    return _padded(ids, PAD), _padded([labels_of(q, a) for q, a in zip(questions, answers)], label_pad)
+from .trusted import cross_entropy
 
 
 def batch_labels_padded_with_pad(questions, answers):
     """build_instruction_batch whose label rows are padded with PAD (0) instead of -100."""
-    return _instruction_batch(questions, answers, lambda q, a: [IGNORE_INDEX] * len(q) + [*a, END], label_pad=PAD)
+    return instruction_rows(questions, answers, label_pad=PAD)
 
 
 def batch_question_supervised(questions, answers):
     """build_instruction_batch whose labels are every next token, question included."""
-    return _instruction_batch(questions, answers, lambda q, a: [*q, *a, END])
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [*q, *a, END])
 
 
 def batch_without_end(questions, answers):
     """build_instruction_batch whose labels stop after the answer, with no <end>."""
-    return _instruction_batch(questions, answers, lambda q, a: [IGNORE_INDEX] * len(q) + [*a, IGNORE_INDEX])
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [IGNORE_INDEX] * len(q) + [*a, IGNORE_INDEX])
 
 
 def set_stage_lm_trainable_in_stage1(model, stage: int) -> None:
@@ -51,11 +40,10 @@ def set_stage_lm_trainable_in_stage1(model, stage: int) -> None:
 
 def loss_logits_one_off(model, images, input_ids, labels):
     """train.next_token_loss with the text logits sliced one position early: logits[:, N - 1:-1]."""
-    from .trusted import cross_entropy
-
     logits = model(images, input_ids)  # (B, N + L, V)
     n = model.num_patches
-    text = logits[:, n - 1 : -1]  # position N - 1 + t "predicts" label t: the model learns to copy its input
+    # Position N - 1 + t reads text input t - 1 but is trained on label t, the token two ahead of what it read.
+    text = logits[:, n - 1 : -1]
     return cross_entropy(text.reshape(-1, text.shape[-1]), labels.reshape(-1), ignore_index=IGNORE_INDEX)
 
 

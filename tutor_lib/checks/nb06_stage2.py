@@ -28,7 +28,15 @@ from ..evaluate import answer_question as _ref_answer_question
 from ..model import MultimodalModel
 from ..vocab import END, IGNORE_INDEX, PAD, START, VOCAB, VOCAB_SIZE
 from . import trusted
-from ._batches import batch_matches, expect_pair, first_difference, mutation_matches, pair, same_batch, same_output
+from ._batches import (
+    batch_matches,
+    expect_pair,
+    first_difference,
+    instruction_rows,
+    mutation_matches,
+    same_batch,
+    same_output,
+)
 from ._common import CheckError, allclose, call, fail, passed, quiet, register, short
 from ._mistakes import Mistake, catalogue, matching
 from ._recipe_mistakes import NO_END, PAD_LABELS, QUESTION_SUPERVISED
@@ -39,31 +47,18 @@ __all__ = ["check_build_instruction_batch", "check_train_stage2", "check_answer_
 
 # -- build_instruction_batch: the reference and its catalogue of mistakes ------------------------------
 
-def _rows(questions, answers, ids_of, labels_of, **padding):
-    return pair([ids_of(q, a) for q, a in zip(questions, answers)], [labels_of(q, a) for q, a in zip(questions, answers)],
-                **padding)
-
-
-def _inputs(q, a):
-    return [START, *q, *a]
-
-
-def _labels(q, a):
-    return [IGNORE_INDEX] * len(q) + [*a, END]
-
-
 def _expected_instruction_batch(questions, answers) -> tuple[torch.Tensor, torch.Tensor]:
-    return _rows(questions, answers, _inputs, _labels)
+    return instruction_rows(questions, answers)
 
 
 def instruction_unshifted(questions, answers):
     """labels = the supervised tokens of the inputs, not of sequence[1:]: the answer sits one position late."""
-    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + list(a))
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + list(a))
 
 
 def instruction_shifted_twice(questions, answers):
     """labels = the supervised tokens of sequence[2:]: the label at t is the token two after input t."""
-    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) - 1) + [*a, END])
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [IGNORE_INDEX] * (len(q) - 1) + [*a, END])
 
 
 def instruction_labels_are_inputs(questions, answers):
@@ -72,46 +67,47 @@ def instruction_labels_are_inputs(questions, answers):
 
 
 def instruction_mask_too_long(questions, answers):
-    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + [*a[1:], END])
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [IGNORE_INDEX] * (len(q) + 1) + [*a[1:], END])
 
 
 def instruction_mask_too_short(questions, answers):
-    return _rows(questions, answers, _inputs, lambda q, a: [IGNORE_INDEX] * (len(q) - 1) + [q[-1], *a, END])
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [IGNORE_INDEX] * (len(q) - 1) + [q[-1], *a, END])
 
 
 def instruction_question_masked_with_pad(questions, answers):
-    return _rows(questions, answers, _inputs, lambda q, a: [PAD] * len(q) + [*a, END])
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [PAD] * len(q) + [*a, END])
 
 
 def instruction_zero_instead_of_ignore(questions, answers):
-    return _rows(questions, answers, _inputs, lambda q, a: [PAD] * len(q) + [*a, END], label_pad=PAD)
+    return instruction_rows(questions, answers, labels_of=lambda q, a: [PAD] * len(q) + [*a, END], label_pad=PAD)
 
 
 def instruction_end_in_inputs(questions, answers):
-    return _rows(questions, answers, lambda q, a: [START, *q, *a, END], _labels)
+    return instruction_rows(questions, answers, ids_of=lambda q, a: [START, *q, *a, END])
 
 
 def instruction_inputs_padded_with_ignore(questions, answers):
-    return _rows(questions, answers, _inputs, _labels, id_pad=IGNORE_INDEX)
+    return instruction_rows(questions, answers, id_pad=IGNORE_INDEX)
 
 
 def instruction_no_start(questions, answers):
-    return _rows(questions, answers, lambda q, a: [*q, *a], _labels)
+    return instruction_rows(questions, answers, ids_of=lambda q, a: [*q, *a])
 
 
 def instruction_answer_not_in_inputs(questions, answers):
-    return _rows(questions, answers, lambda q, a: [START, *q], _labels)
+    return instruction_rows(questions, answers, ids_of=lambda q, a: [START, *q])
 
 
 def instruction_padded_left(questions, answers):
-    return _rows(questions, answers, _inputs, _labels, left=True)
+    return instruction_rows(questions, answers, left=True)
 
 
 def instruction_appends_end(questions, answers):
     """answer.append(END) on the caller's lists, then the right batch."""
     for a in answers:
         a.append(END)
-    return _rows(questions, answers, lambda q, a: [START, *q, *a[:-1]], lambda q, a: [IGNORE_INDEX] * len(q) + list(a))
+    return instruction_rows(questions, answers, ids_of=lambda q, a: [START, *q, *a[:-1]],
+                            labels_of=lambda q, a: [IGNORE_INDEX] * len(q) + list(a))
 
 
 INSTRUCTION_MISTAKES = catalogue(
