@@ -9,6 +9,7 @@ rewrites the file. A check only reads it: it never trains.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from pathlib import Path
@@ -95,23 +96,19 @@ def injections() -> dict[str, dict[int, tuple[str, object]]]:
     }
 
 
+@contextlib.contextmanager
 def _swapped(replacements: dict[str, object]):
-    import contextlib
-
+    """While it runs, tutor_lib.train's functions named in `replacements` are the catalogue's wrong ones."""
     from .. import train
 
-    @contextlib.contextmanager
-    def swap():
-        saved = {name: getattr(train, name) for name in replacements}
-        try:
-            for name, fn in replacements.items():
-                setattr(train, name, fn)
-            yield
-        finally:
-            for name, fn in saved.items():
-                setattr(train, name, fn)
-
-    return swap()
+    saved = {name: getattr(train, name) for name in replacements}
+    try:
+        for name, fn in replacements.items():
+            setattr(train, name, fn)
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(train, name, fn)
 
 
 def _example(model, split) -> dict:
