@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import inspect
 import io
 import os
 import textwrap
@@ -253,11 +252,3 @@ def not_reference(name: str, obj: object, forbidden: Iterable[object]) -> None:
     if how:
         fail(f"{name} is your own implementation", "code written in this notebook", how,
              f"write {name} yourself; tutor_lib's version is there to compare against, not to submit")
-
-
-def source_of(obj: object) -> str:
-    """The source code of a student's function or class, or '' if it cannot be found."""
-    try:
-        return inspect.getsource(obj)
-    except (OSError, TypeError):
-        return ""
